@@ -1,0 +1,161 @@
+import { createHash } from 'node:crypto';
+import { closeSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
+import { pino, type Logger } from 'pino';
+import type { LogDestination } from '../config/schema.js';
+
+/**
+ * The audit trail: one JSON line per request or admin action, written
+ * synchronously (a crash must not lose records that clients already got answers
+ * for) and hash-chained: every line carries the SHA-256 of the line before it,
+ * so an edited or deleted line breaks `hyok-proxy audit verify`.
+ *
+ * Records carry identifiers and outcomes only: never plaintext, AAD, key
+ * material, PINs, secrets or signatures.
+ */
+
+export interface XksRequestAudit {
+  readonly event: 'xks.request';
+  readonly requestId: string;
+  readonly kmsRequestId: string | undefined;
+  readonly keyStore: string | undefined;
+  readonly uriPrefix: string | undefined;
+  readonly api: string;
+  readonly externalKeyId: string | undefined;
+  readonly kmsOperation: string | undefined;
+  readonly awsPrincipalArn: string | undefined;
+  readonly kmsKeyArn: string | undefined;
+  readonly kmsViaService: string | undefined;
+  readonly awsSourceVpc: string | undefined;
+  readonly awsSourceVpce: string | undefined;
+  readonly accessKeyId: string | undefined;
+  readonly clientCertificateSubject: string | undefined;
+  readonly sourceIp: string | undefined;
+  readonly outcome: 'success' | 'failure' | 'aborted';
+  readonly status: number;
+  readonly errorName: string | undefined;
+  /** Why, for operators (e.g. which SigV4 check failed); fixed text, never client bytes. */
+  readonly reason: string | undefined;
+  readonly policyStatement: string | undefined;
+  readonly keyVersion: number | undefined;
+  readonly hsmMember: string | undefined;
+  readonly hsmAttempts: number | undefined;
+  readonly latencyMs: number;
+}
+
+export interface ProxyLifecycleAudit {
+  readonly event: 'proxy.start' | 'proxy.stop' | 'config.reload' | 'config.reload.rejected' | 'tls.reload';
+  readonly detail: string;
+}
+
+export type AuditEvent = XksRequestAudit | ProxyLifecycleAudit;
+
+const GENESIS = '0'.repeat(64);
+
+export function hashLine(line: string): string {
+  return createHash('sha256').update(line).digest('hex');
+}
+
+/** Writes all of `text`, retrying on EAGAIN (non-blocking pipes), and throws on any other error. */
+function writeFully(fd: number, text: string): void {
+  let buffer = Buffer.from(text, 'utf8');
+  let spins = 0;
+  while (buffer.length > 0) {
+    try {
+      const written = writeSync(fd, buffer);
+      buffer = buffer.subarray(written);
+      spins = 0;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EAGAIN' || ++spins > 1000) throw error;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+    }
+  }
+}
+
+/** The last line of an existing audit file, so the chain continues across restarts. */
+function lastLineOf(fd: number): string | undefined {
+  const size = fstatSync(fd).size;
+  if (size === 0) return undefined;
+  const length = Math.min(size, 1 << 20);
+  const buffer = Buffer.alloc(length);
+  readSync(fd, buffer, 0, length, size - length);
+  const text = buffer.toString('utf8').replace(/\n+$/, '');
+  const start = text.lastIndexOf('\n');
+  return text.slice(start + 1);
+}
+
+export class AuditLog {
+  private readonly fd: number;
+  private readonly ownsFd: boolean;
+  private readonly logger: Logger;
+  private previousHash: string;
+  private sequence = 0;
+
+  constructor(destination: LogDestination) {
+    if (destination === 'stdout' || destination === 'stderr') {
+      this.fd = destination === 'stdout' ? 1 : 2;
+      this.ownsFd = false;
+      this.previousHash = GENESIS;
+    } else {
+      this.fd = openSync(destination.file, 'a+', 0o600);
+      this.ownsFd = true;
+      const last = lastLineOf(this.fd);
+      this.previousHash = last === undefined ? GENESIS : hashLine(last);
+    }
+    const stream = {
+      write: (line: string): void => {
+        writeFully(this.fd, line);
+        this.previousHash = hashLine(line.replace(/\n$/, ''));
+      },
+    };
+    this.logger = pino(
+      {
+        base: undefined,
+        messageKey: 'msg',
+        timestamp: pino.stdTimeFunctions.isoTime,
+        formatters: { level: (label) => ({ level: label }) },
+        mixin: () => ({ seq: ++this.sequence, prev: this.previousHash }),
+      },
+      stream,
+    );
+  }
+
+  /** Throws if the record cannot be written; callers fail the request rather than serve it unaudited. */
+  write(event: AuditEvent): void {
+    this.logger.info(event, 'audit');
+  }
+
+  /** Alert-level records (e.g. use of a compromised key) are still audit records, with a higher level. */
+  alert(event: AuditEvent): void {
+    this.logger.warn(event, 'audit');
+  }
+
+  close(): void {
+    if (this.ownsFd) closeSync(this.fd);
+  }
+}
+
+export interface ChainVerification {
+  readonly ok: boolean;
+  readonly lines: number;
+  /** 1-based line number of the first break, when not ok. */
+  readonly brokenAt?: number;
+  readonly reason?: string;
+}
+
+/** Checks that every line names the hash of the line before it (a new file starts from zeros). */
+export function verifyAuditChain(text: string): ChainVerification {
+  const lines = text.split('\n').filter((line) => line !== '');
+  let previous = GENESIS;
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i] as string;
+    let record: { prev?: unknown };
+    try {
+      record = JSON.parse(line) as { prev?: unknown };
+    } catch {
+      return { ok: false, lines: lines.length, brokenAt: i + 1, reason: 'not JSON' };
+    }
+    if (record.prev !== previous) return { ok: false, lines: lines.length, brokenAt: i + 1, reason: 'hash chain broken' };
+    previous = hashLine(line);
+  }
+  return { ok: true, lines: lines.length };
+}

@@ -1,0 +1,61 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { HsmCluster } from '../hsm/cluster.js';
+
+const HEALTH_VALUE = { ACTIVE: 2, DEGRADED: 1, UNAVAILABLE: 0 } as const;
+
+/**
+ * Prometheus metrics. Labels are bounded: contract, API, key store name,
+ * outcome (an error name), member id. Never a key id or a principal.
+ */
+export class ProxyMetrics {
+  readonly registry = new Registry();
+  private readonly requests: Counter<'contract' | 'api' | 'key_store' | 'outcome'>;
+  private readonly duration: Histogram<'contract' | 'api' | 'outcome'>;
+
+  constructor(options: { defaultMetrics: boolean } = { defaultMetrics: true }) {
+    if (options.defaultMetrics) {
+      // Includes nodejs_eventloop_lag_p50/p90/p99_seconds from monitorEventLoopDelay.
+      collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 10 });
+    }
+    this.requests = new Counter({
+      name: 'hyok_requests_total',
+      help: 'Requests by contract, API, key store and outcome (success, aborted or the error name).',
+      labelNames: ['contract', 'api', 'key_store', 'outcome'],
+      registers: [this.registry],
+    });
+    this.duration = new Histogram({
+      name: 'hyok_request_duration_seconds',
+      help: 'Time from request start to response, by contract, API and outcome.',
+      labelNames: ['contract', 'api', 'outcome'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+      registers: [this.registry],
+    });
+  }
+
+  observeRequest(contract: string, api: string, keyStore: string, outcome: string, durationMs: number): void {
+    this.requests.inc({ contract, api, key_store: keyStore, outcome });
+    this.duration.observe({ contract, api, outcome: outcome === 'success' ? 'success' : 'error' }, durationMs / 1000);
+  }
+
+  /** Gauges read from the cluster at scrape time, so they are never stale. */
+  watchCluster(cluster: HsmCluster): void {
+    new Gauge({
+      name: 'hyok_hsm_member_health',
+      help: 'Health of each HSM member: 2 ACTIVE, 1 DEGRADED, 0 UNAVAILABLE.',
+      labelNames: ['member'],
+      registers: [this.registry],
+      collect() {
+        for (const member of cluster.snapshot()) this.set({ member: member.id }, HEALTH_VALUE[member.health]);
+      },
+    });
+    new Gauge({
+      name: 'hyok_hsm_member_in_flight',
+      help: 'Operations sent to each HSM member and not yet answered.',
+      labelNames: ['member'],
+      registers: [this.registry],
+      collect() {
+        for (const member of cluster.snapshot()) this.set({ member: member.id }, member.inFlight);
+      },
+    });
+  }
+}

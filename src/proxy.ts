@@ -1,0 +1,366 @@
+import { watch, type FSWatcher } from 'node:fs';
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { basename, dirname } from 'node:path';
+import type { TLSSocket } from 'node:tls';
+import express, { type Request } from 'express';
+import helmet from 'helmet';
+import type { Logger } from 'pino';
+import { AuditLog } from './audit/audit-log.js';
+import { CredentialStore } from './auth/credentials.js';
+import { SigV4Verifier } from './auth/sigv4.js';
+import { ConfigError, loadConfig, readSecret, type LoadedConfig } from './config/load.js';
+import type { Config, SecretRef } from './config/schema.js';
+import { OpenApiContract } from './contract/openapi.js';
+import type { XksDependencies } from './contract/aws-xks/context.js';
+import { renderXksError } from './contract/aws-xks/errors.js';
+import { createXksRouter } from './contract/aws-xks/router.js';
+import { ProxyError } from './errors/proxy-error.js';
+import { HsmCluster } from './hsm/cluster.js';
+import { HealthMonitor } from './hsm/health.js';
+import { HsmMember } from './hsm/member.js';
+import { KeyCatalog } from './keys/catalog.js';
+import { KeyService } from './keys/key-service.js';
+import { createLogger } from './lib/logger.js';
+import { fromRoot } from './lib/paths.js';
+import { ProxyMetrics } from './observability/metrics.js';
+import { ALLOW_ALL_AUTHORIZER, type Authorizer } from './policy/authorizer.js';
+import { PolicyEngine } from './policy/engine.js';
+import { checkClientCertificate, loadSecureContextOptions, serverTlsSettings } from './listener/tls.js';
+
+export const PRODUCT_VERSION = '0.1.0';
+const SIGV4_SERVICE = 'kms-xks-proxy';
+const MAX_CLOCK_SKEW_MS = 5 * 60 * 1000;
+const DRAIN_TIMEOUT_MS = 5000;
+
+type Environment = Readonly<Record<string, string | undefined>>;
+
+export interface ProxyOptions {
+  /** Defaults to a logger built from the config's logging section. */
+  readonly logger?: Logger;
+  readonly env?: Environment;
+  /** Reload automatically when the config, secret, policy or certificate files change (SIGHUP always works through reload()). */
+  readonly watchFiles?: boolean;
+}
+
+export interface ReloadResult {
+  readonly ok: boolean;
+  readonly issues: readonly string[];
+}
+
+export interface RunningProxy {
+  readonly server: HttpsServer;
+  readonly port: number;
+  readonly url: string;
+  readonly metricsUrl: string | undefined;
+  readonly cluster: HsmCluster;
+  readonly metrics: ProxyMetrics;
+  readonly logger: Logger;
+  ready(): boolean;
+  reload(): Promise<ReloadResult>;
+  close(): Promise<void>;
+}
+
+function buildAuthorizer(config: Config, logger: Logger): Authorizer {
+  if (config.policy.file === undefined) {
+    logger.warn('no policy file configured: every authenticated request for a configured key is allowed');
+    return ALLOW_ALL_AUTHORIZER;
+  }
+  const engine = PolicyEngine.fromFile(config.policy.file);
+  logger.info({ policyVersion: engine.version.slice(0, 12) }, 'policy loaded');
+  return engine;
+}
+
+function buildMembers(config: Config, env: Environment, logger: Logger): HsmMember[] {
+  const { hsm } = config;
+  return hsm.members.map(
+    (member, index) =>
+      new HsmMember(
+        {
+          id: member.id,
+          model: member.model,
+          module: member.module,
+          tokenLabel: member.tokenLabel,
+          weight: member.weight,
+          zone: member.zone,
+          agents: member.agents,
+          environment: member.environment,
+          readPin: () => readSecret(member.pin, `hsm.members[${index}].pin`, env),
+          callTimeoutMs: hsm.callTimeoutMs,
+          hungAfterMs: hsm.hungAfterMs,
+          agentStartTimeoutMs: hsm.agentStartTimeoutMs,
+          maxQueuedPerAgent: hsm.maxQueuedPerAgent,
+          healthCheckKeyLabel: hsm.healthCheck.keyLabel,
+          degradedLatencyMs: hsm.healthCheck.degradedLatencyMs,
+        },
+        logger.child({ component: 'hsm' }),
+      ),
+  );
+}
+
+function listen(server: HttpServer | HttpsServer, host: string, port: number): Promise<AddressInfo> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve(server.address() as AddressInfo);
+    });
+  });
+}
+
+/** Every file whose change should trigger a reload. */
+function watchedFiles(config: Config, file: string): string[] {
+  const secretFiles = (refs: readonly SecretRef[]): string[] => refs.flatMap((ref) => ('file' in ref ? [ref.file] : []));
+  const { tls } = config.server;
+  return [
+    file,
+    tls.certFile,
+    tls.keyFile,
+    ...(tls.clientAuth.caFile === undefined ? [] : [tls.clientAuth.caFile]),
+    ...(config.policy.file === undefined ? [] : [config.policy.file]),
+    ...secretFiles(config.keyStores.flatMap((store) => store.credentials.map((credential) => credential.secretAccessKey))),
+  ];
+}
+
+/** The composition root: config in, a serving proxy out. No globals; tests start several side by side. */
+export async function startProxy(loaded: LoadedConfig, options: ProxyOptions = {}): Promise<RunningProxy> {
+  const env = options.env ?? process.env;
+  let config = loaded.config;
+  const logger = options.logger ?? createLogger(config.logging);
+  const audit = new AuditLog(config.audit.destination);
+  const metrics = new ProxyMetrics();
+  const contract = OpenApiContract.load(fromRoot('contracts', 'aws-xks-v1.openapi.yaml'));
+
+  let catalog = KeyCatalog.fromConfig(config);
+  let credentials = CredentialStore.fromConfig(config, env);
+  let authorizer = buildAuthorizer(config, logger);
+  let clientAuth = config.server.tls.clientAuth;
+
+  const cluster = new HsmCluster(buildMembers(config, env, logger), logger.child({ component: 'cluster' }));
+  metrics.watchCluster(cluster);
+  await cluster.start();
+  const health = new HealthMonitor(
+    cluster,
+    { intervalMs: config.hsm.healthCheck.intervalMs, maxAgeMs: config.hsm.healthCheck.maxAgeMs, probeTimeoutMs: Math.max(config.hsm.callTimeoutMs * 2, 200) },
+    logger.child({ component: 'health' }),
+  );
+  health.start();
+
+  const deps: XksDependencies = {
+    keys: new KeyService(cluster),
+    health,
+    authorizer: () => authorizer,
+    limits: { maxPlaintextBytes: config.server.limits.maxPlaintextBytes, maxAadBytes: config.server.limits.maxAadBytes },
+    proxy: {
+      vendor: config.proxy.vendor,
+      model: config.proxy.model ?? `hyok-proxy ${PRODUCT_VERSION}`,
+      fleetSize: config.proxy.fleetSize,
+      ekmVendor: config.hsm.ekmVendor,
+    },
+  };
+
+  const peerSubjects = new WeakMap<object, string>();
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.use(
+    helmet({
+      contentSecurityPolicy: { directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } },
+      crossOriginResourcePolicy: { policy: 'same-origin' },
+      hsts: { maxAge: 31_536_000, includeSubDomains: false },
+    }),
+  );
+  app.get('/ping', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+  app.get('/ready', (_req, res) => {
+    const members = cluster.snapshot().map((member) => ({ id: member.id, healthStatus: member.health }));
+    const ready = cluster.canServe();
+    res.status(ready ? 200 : 503).json({ ready, members });
+  });
+  app.use(
+    createXksRouter({
+      deps,
+      catalog: () => catalog,
+      credentials: () => credentials,
+      verifier: new SigV4Verifier({ service: SIGV4_SERVICE, maxClockSkewMs: MAX_CLOCK_SKEW_MS }),
+      contract,
+      audit,
+      logger: logger.child({ component: 'xks' }),
+      metrics,
+      limits: config.server.limits,
+      clientCertificateSubject: (req: Request) => peerSubjects.get(req.socket),
+    }),
+  );
+  app.use((_req, res) => {
+    const rendered = renderXksError(new ProxyError('INVALID_URI_PATH', 'The request was rejected because the specified URI path is not valid.'));
+    res.status(rendered.status).json(rendered.body);
+  });
+  app.use((error: unknown, _req: Request, res: express.Response, _next: express.NextFunction) => {
+    logger.error({ err: error }, 'unhandled error on the data plane');
+    const rendered = renderXksError(error);
+    if (!res.headersSent) res.status(rendered.status).json(rendered.body);
+  });
+
+  const { limits } = config.server;
+  const server = createHttpsServer(
+    {
+      ...serverTlsSettings(config.server.tls),
+      ALPNProtocols: ['http/1.1'],
+      maxHeaderSize: limits.maxHeaderBytes,
+      requestTimeout: limits.requestTimeoutMs,
+      headersTimeout: limits.headersTimeoutMs,
+      keepAliveTimeout: limits.keepAliveTimeoutMs,
+    },
+    app,
+  );
+  server.keepAliveTimeout = limits.keepAliveTimeoutMs;
+  // Runs before the HTTP parser sees a byte: a disallowed client certificate never reaches the application.
+  server.prependListener('secureConnection', (socket: TLSSocket) => {
+    const verdict = checkClientCertificate(socket, clientAuth);
+    if (!verdict.accepted) {
+      logger.warn({ remote: socket.remoteAddress, subject: verdict.subject, reason: verdict.reason }, 'TLS client rejected');
+      socket.destroy();
+      return;
+    }
+    if (verdict.subject !== undefined) peerSubjects.set(socket, verdict.subject);
+  });
+  server.on('tlsClientError', (error, socket) => {
+    logger.debug({ remote: socket.remoteAddress, code: (error as NodeJS.ErrnoException).code }, 'TLS handshake failed');
+  });
+  server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
+    if (error.code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const { body } = renderXksError(new ProxyError('VALIDATION', 'The request is not valid HTTP/1.1.'));
+    const json = JSON.stringify(body);
+    socket.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(json)}\r\nConnection: close\r\n\r\n${json}`);
+  });
+
+  const address = await listen(server, config.server.host, config.server.port);
+  const hostForUrl = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+
+  let metricsServer: HttpServer | undefined;
+  let metricsUrl: string | undefined;
+  if (config.metrics.enabled) {
+    metricsServer = createHttpServer((req, res) => {
+      if (req.method === 'GET' && req.url === '/metrics') {
+        metrics.registry.metrics().then(
+          (text) => {
+            res.writeHead(200, { 'Content-Type': metrics.registry.contentType });
+            res.end(text);
+          },
+          () => {
+            res.writeHead(500);
+            res.end();
+          },
+        );
+        return;
+      }
+      res.writeHead(404);
+      res.end();
+    });
+    const metricsAddress = await listen(metricsServer, config.metrics.host, config.metrics.port);
+    metricsUrl = `http://${metricsAddress.address}:${metricsAddress.port}/metrics`;
+  }
+
+  audit.write({ event: 'proxy.start', detail: `listening on ${hostForUrl}:${address.port}` });
+  logger.info({ port: address.port, members: cluster.snapshot().length, keyStores: catalog.stores().length }, 'hyok-proxy serving');
+
+  let reloading: Promise<ReloadResult> | undefined;
+  const reload = (): Promise<ReloadResult> => {
+    reloading ??= (async (): Promise<ReloadResult> => {
+      try {
+        const next = loadConfig(loaded.file, env);
+        const nextCredentials = CredentialStore.fromConfig(next.config, env);
+        const nextAuthorizer = buildAuthorizer(next.config, logger);
+        const nextTls = loadSecureContextOptions(next.config.server.tls);
+        if (JSON.stringify(next.config.hsm) !== JSON.stringify(config.hsm)) {
+          logger.warn('hsm settings changed; they take effect after a restart');
+        }
+        if (next.config.server.tls.clientAuth.mode !== config.server.tls.clientAuth.mode) {
+          logger.warn('tls.clientAuth.mode changed; it takes effect after a restart');
+        }
+        server.setSecureContext(nextTls);
+        catalog = KeyCatalog.fromConfig(next.config);
+        credentials = nextCredentials;
+        authorizer = nextAuthorizer;
+        clientAuth = { ...next.config.server.tls.clientAuth, mode: config.server.tls.clientAuth.mode };
+        config = next.config;
+        audit.write({ event: 'config.reload', detail: 'configuration, credentials, policy and certificates reloaded' });
+        logger.info('configuration reloaded');
+        return { ok: true, issues: [] };
+      } catch (error) {
+        const issues = error instanceof ConfigError ? error.issues : [(error as Error).message];
+        audit.write({ event: 'config.reload.rejected', detail: issues.join('; ').slice(0, 1000) });
+        logger.error({ issues }, 'reload rejected; the previous configuration stays in force');
+        return { ok: false, issues };
+      } finally {
+        reloading = undefined;
+      }
+    })();
+    return reloading;
+  };
+
+  const watchers: FSWatcher[] = [];
+  let watchTimer: NodeJS.Timeout | undefined;
+  if (options.watchFiles === true) {
+    const byDirectory = new Map<string, Set<string>>();
+    for (const file of watchedFiles(config, loaded.file)) {
+      const names = byDirectory.get(dirname(file)) ?? new Set<string>();
+      names.add(basename(file));
+      byDirectory.set(dirname(file), names);
+    }
+    for (const [directory, names] of byDirectory) {
+      try {
+        const watcher = watch(directory, { persistent: false }, (_event, filename) => {
+          // Kubernetes updates mounted secrets by swapping a "..data" symlink.
+          if (filename !== null && !names.has(filename) && !filename.startsWith('..')) return;
+          clearTimeout(watchTimer);
+          watchTimer = setTimeout(() => void reload(), 250);
+          watchTimer.unref();
+        });
+        watcher.on('error', (error) => logger.warn({ err: error, directory }, 'file watch failed; SIGHUP still reloads'));
+        watchers.push(watcher);
+      } catch (error) {
+        logger.warn({ err: error, directory }, 'cannot watch directory; SIGHUP still reloads');
+      }
+    }
+  }
+
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      for (const watcher of watchers) watcher.close();
+      clearTimeout(watchTimer);
+      health.stop();
+      const drained = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      const timer = setTimeout(() => server.closeAllConnections(), DRAIN_TIMEOUT_MS);
+      await drained;
+      clearTimeout(timer);
+      if (metricsServer !== undefined) await new Promise<void>((resolve) => metricsServer?.close(() => resolve()));
+      await cluster.close();
+      audit.write({ event: 'proxy.stop', detail: 'shut down' });
+      audit.close();
+      logger.info('hyok-proxy stopped');
+      logger.flush();
+    })();
+    return closing;
+  };
+
+  return {
+    server,
+    port: address.port,
+    url: `https://${hostForUrl}:${address.port}`,
+    metricsUrl,
+    cluster,
+    metrics,
+    logger,
+    ready: () => cluster.canServe(),
+    reload,
+    close,
+  };
+}
