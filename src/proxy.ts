@@ -1,8 +1,6 @@
-import { watch, type FSWatcher } from 'node:fs';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { basename, dirname } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import express, { type Request } from 'express';
 import helmet from 'helmet';
@@ -23,6 +21,7 @@ import { HsmMember } from './hsm/member.js';
 import { KeyCatalog } from './keys/catalog.js';
 import { KeyService } from './keys/key-service.js';
 import { createLogger } from './lib/logger.js';
+import { FileWatchSet } from './lib/file-watch.js';
 import { fromRoot } from './lib/paths.js';
 import { ProxyMetrics } from './observability/metrics.js';
 import { ALLOW_ALL_AUTHORIZER, type Authorizer } from './policy/authorizer.js';
@@ -126,7 +125,7 @@ function watchedFiles(config: Config, file: string): string[] {
 /** The composition root: config in, a serving proxy out. No globals; tests start several side by side. */
 export async function startProxy(loaded: LoadedConfig, options: ProxyOptions = {}): Promise<RunningProxy> {
   const env = options.env ?? process.env;
-  let config = loaded.config;
+  const config = loaded.config;
   const logger = options.logger ?? createLogger(config.logging);
   const audit = new AuditLog(config.audit.destination);
   const metrics = new ProxyMetrics();
@@ -269,72 +268,51 @@ export async function startProxy(loaded: LoadedConfig, options: ProxyOptions = {
   audit.write({ event: 'proxy.start', detail: `listening on ${hostForUrl}:${address.port}` });
   logger.info({ port: address.port, members: cluster.snapshot().length, keyStores: catalog.stores().length }, 'hyok-proxy serving');
 
-  let reloading: Promise<ReloadResult> | undefined;
-  const reload = (): Promise<ReloadResult> => {
-    reloading ??= (async (): Promise<ReloadResult> => {
-      try {
-        const next = loadConfig(loaded.file, env);
-        const nextCredentials = CredentialStore.fromConfig(next.config, env);
-        const nextAuthorizer = buildAuthorizer(next.config, logger);
-        const nextTls = loadSecureContextOptions(next.config.server.tls);
-        if (JSON.stringify(next.config.hsm) !== JSON.stringify(config.hsm)) {
-          logger.warn('hsm settings changed; they take effect after a restart');
-        }
-        if (next.config.server.tls.clientAuth.mode !== config.server.tls.clientAuth.mode) {
-          logger.warn('tls.clientAuth.mode changed; it takes effect after a restart');
-        }
-        server.setSecureContext(nextTls);
-        catalog = KeyCatalog.fromConfig(next.config);
-        credentials = nextCredentials;
-        authorizer = nextAuthorizer;
-        clientAuth = { ...next.config.server.tls.clientAuth, mode: config.server.tls.clientAuth.mode };
-        config = next.config;
-        audit.write({ event: 'config.reload', detail: 'configuration, credentials, policy and certificates reloaded' });
-        logger.info('configuration reloaded');
-        return { ok: true, issues: [] };
-      } catch (error) {
-        const issues = error instanceof ConfigError ? error.issues : [(error as Error).message];
-        audit.write({ event: 'config.reload.rejected', detail: issues.join('; ').slice(0, 1000) });
-        logger.error({ issues }, 'reload rejected; the previous configuration stays in force');
-        return { ok: false, issues };
-      } finally {
-        reloading = undefined;
+  // Synchronous from start to swap, so two reloads can never interleave.
+  const reloadNow = (): ReloadResult => {
+    try {
+      const next = loadConfig(loaded.file, env);
+      const nextCredentials = CredentialStore.fromConfig(next.config, env);
+      const nextAuthorizer = buildAuthorizer(next.config, logger);
+      const nextTls = loadSecureContextOptions(next.config.server.tls);
+      // Compared with what is running (the start-up config): these are bound to live sockets and processes.
+      const running = loaded.config;
+      const restartOnly: Array<[string, unknown, unknown]> = [
+        ['hsm', running.hsm, next.config.hsm],
+        ['server.host/port', [running.server.host, running.server.port], [next.config.server.host, next.config.server.port]],
+        ['server.limits', running.server.limits, next.config.server.limits],
+        ['server.tls.clientAuth.mode', running.server.tls.clientAuth.mode, next.config.server.tls.clientAuth.mode],
+        ['metrics', running.metrics, next.config.metrics],
+        ['audit', running.audit, next.config.audit],
+      ];
+      for (const [section, before, after] of restartOnly) {
+        if (JSON.stringify(before) !== JSON.stringify(after)) logger.warn({ section }, 'setting changed; it takes effect after a restart');
       }
-    })();
-    return reloading;
+      server.setSecureContext(nextTls);
+      catalog = KeyCatalog.fromConfig(next.config);
+      credentials = nextCredentials;
+      authorizer = nextAuthorizer;
+      clientAuth = { ...next.config.server.tls.clientAuth, mode: running.server.tls.clientAuth.mode };
+      fileWatch?.watch(watchedFiles(next.config, loaded.file));
+      audit.write({ event: 'config.reload', detail: 'configuration, credentials, policy and certificates reloaded' });
+      logger.info('configuration reloaded');
+      return { ok: true, issues: [] };
+    } catch (error) {
+      const issues = error instanceof ConfigError ? error.issues : [(error as Error).message];
+      audit.write({ event: 'config.reload.rejected', detail: issues.join('; ').slice(0, 1000) });
+      logger.error({ issues }, 'reload rejected; the previous configuration stays in force');
+      return { ok: false, issues };
+    }
   };
+  const reload = (): Promise<ReloadResult> => Promise.resolve(reloadNow());
 
-  const watchers: FSWatcher[] = [];
-  let watchTimer: NodeJS.Timeout | undefined;
-  if (options.watchFiles === true) {
-    const byDirectory = new Map<string, Set<string>>();
-    for (const file of watchedFiles(config, loaded.file)) {
-      const names = byDirectory.get(dirname(file)) ?? new Set<string>();
-      names.add(basename(file));
-      byDirectory.set(dirname(file), names);
-    }
-    for (const [directory, names] of byDirectory) {
-      try {
-        const watcher = watch(directory, { persistent: false }, (_event, filename) => {
-          // Kubernetes updates mounted secrets by swapping a "..data" symlink.
-          if (filename !== null && !names.has(filename) && !filename.startsWith('..')) return;
-          clearTimeout(watchTimer);
-          watchTimer = setTimeout(() => void reload(), 250);
-          watchTimer.unref();
-        });
-        watcher.on('error', (error) => logger.warn({ err: error, directory }, 'file watch failed; SIGHUP still reloads'));
-        watchers.push(watcher);
-      } catch (error) {
-        logger.warn({ err: error, directory }, 'cannot watch directory; SIGHUP still reloads');
-      }
-    }
-  }
+  const fileWatch = options.watchFiles === true ? new FileWatchSet(() => void reload(), logger) : undefined;
+  fileWatch?.watch(watchedFiles(config, loaded.file));
 
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {
     closing ??= (async () => {
-      for (const watcher of watchers) watcher.close();
-      clearTimeout(watchTimer);
+      fileWatch?.close();
       health.stop();
       const drained = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();

@@ -200,6 +200,11 @@ export function trimAll(v: string): string {
   return out + v.slice(runStart, end);
 }
 
+function hasWideChar(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0xff) return true;
+  return false;
+}
+
 /** One pass over rawHeaders: lower-cased name -> values in arrival order. */
 function indexHeaders(rawHeaders: readonly string[]): Map<string, string[]> {
   const map = new Map<string, string[]>();
@@ -211,6 +216,30 @@ function indexHeaders(rawHeaders: readonly string[]): Map<string, string[]> {
     else list.push(value);
   }
   return map;
+}
+
+/**
+ * Echoes a name-like value (region, service) only when it looks like one, so
+ * that a misconfigured client putting a secret in the wrong field does not get
+ * it written to the logs.
+ */
+function safeName(s: string): string {
+  if (s.length === 0 || s.length > 64) return `(${s.length} chars, not shown)`;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (!((c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2d)) return `(${s.length} chars, not shown)`;
+  }
+  return s;
+}
+
+/** Access key ids are upper-case alphanumerics; anything else is fingerprinted, not echoed. */
+function safeAccessKeyId(s: string): string {
+  let plain = s.length >= 16 && s.length <= 128;
+  for (let i = 0; plain && i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    plain = (c >= 0x41 && c <= 0x5a) || (c >= 0x30 && c <= 0x39);
+  }
+  return plain ? s : `(sha256 ${sha256Hex(s).slice(0, 12)})`;
 }
 
 /** Printable ASCII only, bounded: details go to logs. */
@@ -230,7 +259,7 @@ function fail(reason: SigV4FailureReason, detail: string): SigV4Failure {
 
 // --- Authorization header ----------------------------------------------------
 
-interface ParsedAuthorization {
+export interface ParsedAuthorization {
   ok: true;
   accessKeyId: string;
   scopeDate: string;
@@ -435,9 +464,9 @@ export class SigV4Verifier {
     if (!auth.ok) return auth;
     const { accessKeyId, scopeDate, region, service } = auth;
 
-    if (service !== this.#service) return fail('wrong-service', `credential scope service ${safeText(service)}`);
+    if (service !== this.#service) return fail('wrong-service', `credential scope service ${safeName(service)}`);
     if (this.#allowedRegions !== undefined && !this.#allowedRegions.has(region)) {
-      return fail('region-not-allowed', `credential scope region ${safeText(region)}`);
+      return fail('region-not-allowed', `credential scope region ${safeName(region)}`);
     }
 
     const dateValues = headers.get('x-amz-date');
@@ -445,7 +474,7 @@ export class SigV4Verifier {
     if (dateValues.length !== 1) return fail('malformed-date', 'more than one X-Amz-Date header');
     const amzDate = trimAll(dateValues[0] as string);
     const requestTime = parseAmzDate(amzDate);
-    if (requestTime === undefined) return fail('malformed-date', `X-Amz-Date ${safeText(amzDate, 32)} is not YYYYMMDDTHHMMSSZ`);
+    if (requestTime === undefined) return fail('malformed-date', 'X-Amz-Date is not YYYYMMDDTHHMMSSZ');
     if (amzDate.slice(0, 8) !== scopeDate) {
       return fail('scope-date-mismatch', `credential scope date ${scopeDate} differs from X-Amz-Date ${amzDate}`);
     }
@@ -457,20 +486,15 @@ export class SigV4Verifier {
 
     // Canonical headers in SignedHeaders order, which is the order the signer used.
     let canonicalHeaders = '';
-    let needsUtf8 = false;
+    // latin1 reproduces the bytes Node received (see SigV4Request.rawHeaders);
+    // anything wider must go out as UTF-8, since latin1 would truncate it.
+    let needsUtf8 = hasWideChar(request.method);
     for (const name of auth.signedHeaders) {
       const values = headers.get(name);
       if (values === undefined) return fail('missing-signed-header', `signed header ${safeText(name, 40)} is absent`);
       let joined = trimAll(values[0] as string);
       for (let i = 1; i < values.length; i++) joined += ',' + trimAll(values[i] as string);
-      if (!needsUtf8) {
-        for (let i = 0; i < joined.length; i++) {
-          if (joined.charCodeAt(i) > 0xff) {
-            needsUtf8 = true;
-            break;
-          }
-        }
-      }
+      if (!needsUtf8) needsUtf8 = hasWideChar(joined);
       canonicalHeaders += name + ':' + joined + '\n';
     }
 
@@ -489,7 +513,6 @@ export class SigV4Verifier {
       canonicalHeaders + '\n' +
       auth.signedHeadersRaw + '\n' +
       payloadHash;
-    // latin1 reproduces the bytes Node received; see SigV4Request.rawHeaders.
     const stringToSign =
       SIGV4_ALGORITHM + '\n' +
       amzDate + '\n' +
@@ -506,8 +529,8 @@ export class SigV4Verifier {
     const supplied = Buffer.from(auth.signature, 'hex'); // 32 bytes: validated as 64 hex chars
     const match = timingSafeEqual(computed, supplied);
 
-    if (!known) return fail('unknown-access-key', `unknown access key id ${safeText(accessKeyId)}`);
-    if (!match) return fail('signature-mismatch', `signature does not match for access key id ${safeText(accessKeyId)}`);
+    if (!known) return fail('unknown-access-key', `unknown access key id ${safeAccessKeyId(accessKeyId)}`);
+    if (!match) return fail('signature-mismatch', `signature does not match for access key id ${safeAccessKeyId(accessKeyId)}`);
     return { ok: true, accessKeyId, region, signedHeaders: auth.signedHeaders, requestTime };
   }
 

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { verifyAuditChain } from '../audit/audit-log.js';
 import { ConfigError, loadConfig, readSecret, type LoadedConfig } from '../config/load.js';
@@ -15,8 +16,13 @@ import { PRODUCT_VERSION, startProxy } from '../proxy.js';
 const out = (text: string): void => void process.stdout.write(`${text}\n`);
 const err = (text: string): void => void process.stderr.write(`${text}\n`);
 
+/** var/dev by default; HYOK_DEV_DIR moves it (tests use a temp dir). */
+function devDirectory(): string {
+  return process.env['HYOK_DEV_DIR'] ?? fromRoot('var', 'dev');
+}
+
 function devConfigFile(): string {
-  return fromRoot('var', 'dev', 'config.yaml');
+  return join(devDirectory(), 'config.yaml');
 }
 
 /** --config, else the dev config when it exists. */
@@ -66,7 +72,7 @@ async function serve(options: { config?: string }): Promise<void> {
   let envFileFor: ((port: number) => string) | undefined;
   let dev: Awaited<ReturnType<typeof ensureDevEnvironment>> | undefined;
   if (options.config === undefined) {
-    dev = await ensureDevEnvironment(undefined, { progress: (line) => err(`[dev] ${line}`) });
+    dev = await ensureDevEnvironment(devDirectory(), { progress: (line) => err(`[dev] ${line}`) });
     loaded = loadConfig(dev.configFile);
     const devEnvironment = dev;
     envFileFor = (port) => writeTestClientEnvironment(devEnvironment, port);

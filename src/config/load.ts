@@ -62,22 +62,27 @@ export function parseConfigText(text: string, file: string, env: Environment = p
   return { config: deepFreeze(config), file };
 }
 
+function portFromEnvironment(name: string, value: string, file: string): number {
+  if (!/^\d{1,5}$/.test(value) || Number(value) > 65535) throw new ConfigError([`${file}: environment ${name}: expected a port number 0-65535`]);
+  return Number(value);
+}
+
+/** HYOK_LISTEN_HOST, HYOK_LISTEN_PORT and HYOK_METRICS_PORT override the file (containers, tests, a second dev instance). */
 function applyEnvironmentOverrides(raw: unknown, file: string, env: Environment): unknown {
   const host = env['HYOK_LISTEN_HOST'];
   const port = env['HYOK_LISTEN_PORT'];
-  if (host === undefined && port === undefined) return raw;
+  const metricsPort = env['HYOK_METRICS_PORT'];
+  if ((host ?? '') === '' && (port ?? '') === '' && (metricsPort ?? '') === '') return raw;
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return raw;
   const root = raw as Record<string, unknown>;
-  const server = (root['server'] !== null && typeof root['server'] === 'object' ? root['server'] : {}) as Record<string, unknown>;
-  const next: Record<string, unknown> = { ...server };
-  if (host !== undefined && host !== '') next['host'] = host;
-  if (port !== undefined && port !== '') {
-    if (!/^\d{1,5}$/.test(port) || Number(port) > 65535) {
-      throw new ConfigError([`${file}: environment HYOK_LISTEN_PORT: expected a port number 0-65535`]);
-    }
-    next['port'] = Number(port);
-  }
-  return { ...root, server: next };
+  const section = (name: string): Record<string, unknown> =>
+    ({ ...(root[name] !== null && typeof root[name] === 'object' ? (root[name] as Record<string, unknown>) : {}) });
+  const server = section('server');
+  if (host !== undefined && host !== '') server['host'] = host;
+  if (port !== undefined && port !== '') server['port'] = portFromEnvironment('HYOK_LISTEN_PORT', port, file);
+  const metrics = section('metrics');
+  if (metricsPort !== undefined && metricsPort !== '') metrics['port'] = portFromEnvironment('HYOK_METRICS_PORT', metricsPort, file);
+  return { ...root, server, ...(metricsPort !== undefined && metricsPort !== '' ? { metrics } : {}) };
 }
 
 function resolveRelativePaths(config: Config, baseDir: string): Config {

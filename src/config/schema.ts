@@ -119,7 +119,7 @@ const HsmSchema = z
     /** Deadline of one HSM operation; a hung HSM costs this much, not a stuck request. */
     callTimeoutMs: z.number().int().min(5).max(5000).default(100),
     /** An operation outstanding this long marks the agent hung: it is killed and its PKCS#11 context rebuilt. */
-    hungAfterMs: z.number().int().min(50).max(60_000).default(1000),
+    hungAfterMs: z.number().int().min(50).max(60_000).default(500),
     /** Time allowed for an agent to load the module, log in and open its session. */
     agentStartTimeoutMs: z.number().int().min(100).max(120_000).default(10_000),
     /** Operations queued on one agent before the member counts as saturated. */

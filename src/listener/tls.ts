@@ -1,7 +1,5 @@
-import { readFileSync, watch, type FSWatcher } from 'node:fs';
-import { dirname } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { createSecureContext, type PeerCertificate, type SecureContextOptions, type TLSSocket } from 'node:tls';
-import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 
 type TlsConfig = Config['server']['tls'];
@@ -80,32 +78,4 @@ export function checkClientCertificate(socket: TLSSocket, clientAuth: TlsConfig[
   const allowedDns = new Set(clientAuth.allowedSubjects.dnsNames.map((name) => name.toLowerCase()));
   const allowed = cns.some((cn) => allowedCns.has(cn)) || dnsNames(certificate).some((name) => allowedDns.has(name));
   return allowed ? { accepted: true, subject } : { accepted: false, subject, reason: 'client certificate subject not allowed' };
-}
-
-/**
- * Watches the certificate files (their directories, because Kubernetes swaps
- * secret mounts through symlinks) and calls `onChange` once per burst of events.
- */
-export function watchTlsFiles(tls: TlsConfig, onChange: () => void, logger: Logger): () => void {
-  const files = [tls.certFile, tls.keyFile, ...(tls.clientAuth.caFile === undefined ? [] : [tls.clientAuth.caFile])];
-  const directories = [...new Set(files.map((file) => dirname(file)))];
-  let timer: NodeJS.Timeout | undefined;
-  const watchers: FSWatcher[] = [];
-  for (const directory of directories) {
-    try {
-      const watcher = watch(directory, { persistent: false }, () => {
-        clearTimeout(timer);
-        timer = setTimeout(onChange, 200);
-        timer.unref();
-      });
-      watcher.on('error', (error) => logger.warn({ err: error, directory }, 'cannot watch certificate directory'));
-      watchers.push(watcher);
-    } catch (error) {
-      logger.warn({ err: error, directory }, 'cannot watch certificate directory; SIGHUP still reloads');
-    }
-  }
-  return () => {
-    clearTimeout(timer);
-    for (const watcher of watchers) watcher.close();
-  };
 }

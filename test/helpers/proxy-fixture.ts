@@ -8,6 +8,7 @@ import type { ConfigInput } from '../../src/config/schema.js';
 import { ensureDevEnvironment, randomAccessKeyId, randomSecretAccessKey, type DevEnvironment } from '../../src/dev/bootstrap.js';
 import { runTokenAdmin } from '../../src/hsm/token-admin.js';
 import { startProxy, type RunningProxy } from '../../src/proxy.js';
+import { FaultControl, faultShimPath } from './fault-shim.js';
 import { logFile, registerSecret, testLogger } from './test-env.js';
 import { XksTestClient, type Credential } from './xks-client.js';
 
@@ -26,6 +27,10 @@ export interface FixtureOptions {
   readonly policy?: string;
   /** Start the proxy (default true); false to only prepare the environment. */
   readonly start?: boolean;
+  /** Put the PKCS#11 fault-injection shim in front of every member's SoftHSM (see test/helpers/fault-shim.ts). */
+  readonly faultInjection?: boolean;
+  /** Let the proxy reload by itself when its files change. */
+  readonly watchFiles?: boolean;
 }
 
 export interface ProxyFixture {
@@ -40,6 +45,8 @@ export interface ProxyFixture {
   readonly canaryMaterial: Buffer;
   proxy: RunningProxy | undefined;
   client: XksTestClient;
+  /** Per member id, when faultInjection is on. */
+  readonly faults: ReadonlyMap<string, FaultControl>;
   readConfig(): ConfigInput;
   writeConfig(config: ConfigInput): void;
   /** (Re)starts the proxy with the current config file. */
@@ -80,6 +87,17 @@ export async function createFixture(options: FixtureOptions): Promise<ProxyFixtu
   const keyStore = config.keyStores[0];
   if (keyStore === undefined) throw new Error('dev config has no key store');
   keyStore.keys = [...keyStore.keys, { id: 'canary', enabled: true }];
+  const faults = new Map<string, FaultControl>();
+  if (options.faultInjection === true) {
+    const shim = faultShimPath();
+    for (const member of config.hsm.members) {
+      const control = new FaultControl(join(dir, `fault-${member.id}`));
+      control.pass();
+      faults.set(member.id, control);
+      member.module = shim;
+      member.environment = { ...member.environment, FAULT_SHIM_MODULE: dev.modulePath, FAULT_SHIM_CONTROL: control.file };
+    }
+  }
   if (options.policy !== undefined) {
     writeFileSync(join(dev.dir, 'policy.yaml'), options.policy);
     config.policy = { file: 'policy.yaml' };
@@ -101,14 +119,15 @@ export async function createFixture(options: FixtureOptions): Promise<ProxyFixtu
     clientCertificate,
     canaryMaterial,
     proxy: undefined,
+    faults,
     client: new XksTestClient({ baseUrl: 'https://127.0.0.1:1', uriPrefix: dev.uriPrefix, credential, ca }),
     readConfig: () => parse(readFileSync(configFile, 'utf8')) as ConfigInput,
     writeConfig: (next) => writeFileSync(configFile, stringify(next)),
     async startProxy() {
       await fixture.proxy?.close();
-      const proxy = await startProxy(loadConfig(configFile), { logger: testLogger(options.name) });
+      const proxy = await startProxy(loadConfig(configFile), { logger: testLogger(options.name), watchFiles: options.watchFiles === true });
       fixture.proxy = proxy;
-      fixture.client = new XksTestClient({ baseUrl: `https://127.0.0.1:${proxy.port}`, uriPrefix: dev.uriPrefix, credential, ca });
+      fixture.client = new XksTestClient({ baseUrl: `https://localhost:${proxy.port}`, uriPrefix: dev.uriPrefix, credential, ca });
       return proxy;
     },
     async close() {

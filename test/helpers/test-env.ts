@@ -1,4 +1,4 @@
-import { appendFileSync, mkdirSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { fromRoot } from '../../src/lib/paths.js';
@@ -35,4 +35,12 @@ export function registerSecret(kind: SecretKind, value: string | Buffer): void {
   if (text.length < 12) throw new Error(`registerSecret: ${kind} is too short to search for reliably`);
   const hex = typeof value === 'string' ? undefined : value.toString('hex');
   appendFileSync(join(testOutputDir(), 'secrets', `${process.pid}.jsonl`), `${JSON.stringify({ kind, text, hex, from: basename(process.argv[1] ?? 'unknown') })}\n`);
+}
+
+/** The records of a JSON-lines audit log. */
+export function readAuditRecords(file: string): Array<Record<string, unknown>> {
+  return readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((line) => line !== '')
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
 }

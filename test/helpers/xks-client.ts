@@ -100,6 +100,24 @@ export function requestMetadata(operation: string, extra: Record<string, unknown
   };
 }
 
+/** The decrypt inputs carried by an encrypt response. */
+export interface Sealed {
+  readonly ciphertext: string;
+  readonly iv: string;
+  readonly tag: string;
+  readonly metadata: string | undefined;
+}
+
+export function sealedFrom(response: XksResponse): Sealed {
+  assert.equal(response.status, 200, `encrypt failed: ${response.text}`);
+  return {
+    ciphertext: response.body['ciphertext'] as string,
+    iv: response.body['initializationVector'] as string,
+    tag: response.body['authenticationTag'] as string,
+    metadata: response.body['ciphertextMetadata'] as string | undefined,
+  };
+}
+
 export class XksTestClient {
   readonly options: ClientOptions;
 
@@ -142,12 +160,14 @@ export class XksTestClient {
     const agent = request(this.options.baseUrl);
     let call = (agent as unknown as Record<string, (p: string) => request.Test>)[method.toLowerCase()]?.call(agent, parts.path);
     if (call === undefined) throw new Error(`unsupported method ${method}`);
-    call = call.ca(this.options.ca);
+    // Connect to 127.0.0.1 but speak to "localhost", the name in the dev certificate (SNI must not be an IP).
+    call = call.connect({ localhost: '127.0.0.1' }).ca(this.options.ca);
     const certificate = options.clientCertificate ?? this.options.clientCertificate;
     if (certificate !== undefined) call = call.key(certificate.key).cert(certificate.cert);
     for (const [name, value] of Object.entries(parts.headers)) if (name !== 'host') call = call.set(name, value);
     call = call.set('host', parts.headers['host'] ?? url.host);
-    if (parts.body.length > 0 || method === 'POST') call = call.send(parts.body);
+    // superagent would JSON-encode a Buffer under a JSON content type; the exact signed bytes must go out.
+    if (parts.body.length > 0 || method === 'POST') call = call.serialize((data: unknown) => data as string).send(parts.body);
     const response = await call.buffer(true).parse((res, done) => {
       const chunks: Buffer[] = [];
       res.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -222,14 +242,7 @@ export class XksTestClient {
   /** Encrypt then decrypt; returns both responses. */
   async roundTrip(keyId: string, plaintext: Buffer, aad?: Buffer): Promise<{ encrypted: XksResponse; decrypted: XksResponse }> {
     const encrypted = await this.encrypt(keyId, aad === undefined ? { plaintext } : { plaintext, aad });
-    assert.equal(encrypted.status, 200, `encrypt failed: ${encrypted.text}`);
-    const decrypted = await this.decrypt(keyId, {
-      ciphertext: encrypted.body['ciphertext'] as string,
-      iv: encrypted.body['initializationVector'] as string,
-      tag: encrypted.body['authenticationTag'] as string,
-      metadata: encrypted.body['ciphertextMetadata'] as string,
-      aad,
-    });
+    const decrypted = await this.decrypt(keyId, { ...sealedFrom(encrypted), aad });
     return { encrypted, decrypted };
   }
 }
