@@ -226,7 +226,13 @@ export async function startProxy(loaded: LoadedConfig, options: ProxyOptions = {
     if (verdict.subject !== undefined) peerSubjects.set(socket, verdict.subject);
   });
   server.on('tlsClientError', (error, socket) => {
-    logger.debug({ remote: socket.remoteAddress, code: (error as NodeJS.ErrnoException).code }, 'TLS handshake failed');
+    // With clientAuth "required" OpenSSL's chain check rejects before 'secureConnection'; the reason is on the socket.
+    const untrusted = (socket as TLSSocket).authorizationError as unknown as string | null | undefined;
+    if (untrusted !== null && untrusted !== undefined) {
+      logger.warn({ remote: socket.remoteAddress, reason: `client certificate not trusted (${String(untrusted)})` }, 'TLS client rejected');
+    } else {
+      logger.debug({ remote: socket.remoteAddress, code: (error as NodeJS.ErrnoException).code }, 'TLS handshake failed');
+    }
   });
   server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
     if (error.code === 'ECONNRESET' || !socket.writable) {
@@ -266,7 +272,7 @@ export async function startProxy(loaded: LoadedConfig, options: ProxyOptions = {
   }
 
   audit.write({ event: 'proxy.start', detail: `listening on ${hostForUrl}:${address.port}` });
-  logger.info({ port: address.port, members: cluster.snapshot().length, keyStores: catalog.stores().length }, 'hyok-proxy serving');
+  logger.info({ port: address.port, metricsUrl, members: cluster.snapshot().length, keyStores: catalog.stores().length }, 'hyok-proxy serving');
 
   // Synchronous from start to swap, so two reloads can never interleave.
   const reloadNow = (): ReloadResult => {
@@ -274,7 +280,15 @@ export async function startProxy(loaded: LoadedConfig, options: ProxyOptions = {
       const next = loadConfig(loaded.file, env);
       const nextCredentials = CredentialStore.fromConfig(next.config, env);
       const nextAuthorizer = buildAuthorizer(next.config, logger);
-      const nextTls = loadSecureContextOptions(next.config.server.tls);
+      // The running client-auth mode decides whether the client CA belongs in the context (mode is restart-only).
+      const runningMode = loaded.config.server.tls.clientAuth.mode;
+      if (runningMode !== 'off' && next.config.server.tls.clientAuth.caFile === undefined) {
+        throw new ConfigError([`${loaded.file}: server.tls.clientAuth.caFile: is required while the running clientAuth mode is '${runningMode}'`]);
+      }
+      const nextTls = loadSecureContextOptions({
+        ...next.config.server.tls,
+        clientAuth: { ...next.config.server.tls.clientAuth, mode: runningMode },
+      });
       // Compared with what is running (the start-up config): these are bound to live sockets and processes.
       const running = loaded.config;
       const restartOnly: Array<[string, unknown, unknown]> = [

@@ -7,7 +7,10 @@ import type { LogDestination } from '../config/schema.js';
  * The audit trail: one JSON line per request or admin action, written
  * synchronously (a crash must not lose records that clients already got answers
  * for) and hash-chained: every line carries the SHA-256 of the line before it,
- * so an edited or deleted line breaks `hyok-proxy audit verify`.
+ * so an edited, inserted or deleted line breaks `hyok-proxy audit verify`.
+ * Limits: the chain is unkeyed and nothing follows the last line, so truncating
+ * the tail, or rewriting a line and every line after it, is only caught by
+ * shipping records off the host as they are written. `seq` restarts per process.
  *
  * Records carry identifiers and outcomes only: never plaintext, AAD, key
  * material, PINs, secrets or signatures.
@@ -39,6 +42,8 @@ export interface XksRequestAudit {
   readonly keyVersion: number | undefined;
   readonly hsmMember: string | undefined;
   readonly hsmAttempts: number | undefined;
+  /** Time spent in the HSM cluster, retries included. */
+  readonly hsmLatencyMs: number | undefined;
   readonly latencyMs: number;
 }
 
@@ -89,6 +94,7 @@ export class AuditLog {
   private readonly logger: Logger;
   private previousHash: string;
   private sequence = 0;
+  private closed = false;
 
   constructor(destination: LogDestination) {
     if (destination === 'stdout' || destination === 'stderr') {
@@ -121,16 +127,25 @@ export class AuditLog {
 
   /** Throws if the record cannot be written; callers fail the request rather than serve it unaudited. */
   write(event: AuditEvent): void {
+    this.assertOpen();
     this.logger.info(event, 'audit');
   }
 
   /** Alert-level records (e.g. use of a compromised key) are still audit records, with a higher level. */
   alert(event: AuditEvent): void {
+    this.assertOpen();
     this.logger.warn(event, 'audit');
   }
 
   close(): void {
+    if (this.closed) return;
+    this.closed = true;
     if (this.ownsFd) closeSync(this.fd);
+  }
+
+  /** A closed fd number may already belong to another file: never write through it. */
+  private assertOpen(): void {
+    if (this.closed) throw new Error('audit log is closed');
   }
 }
 

@@ -51,7 +51,7 @@ export function loadConfig(file: string, env: Environment = process.env): Loaded
 export function parseConfigText(text: string, file: string, env: Environment = process.env): LoadedConfig {
   const document = parseDocument(text, { uniqueKeys: true, prettyErrors: true });
   if (document.errors.length > 0) {
-    throw new ConfigError(document.errors.map((error) => `${file}: ${error.message.split('\n')[0] ?? 'YAML error'}`));
+    throw new ConfigError(document.errors.map((error) => `${file}: ${(error.message.split('\n')[0] ?? 'YAML error').replace(/:$/, '')}`));
   }
   const raw: unknown = document.toJS();
   const withEnv = applyEnvironmentOverrides(raw, file, env);

@@ -7,10 +7,13 @@ import { z } from 'zod';
  */
 
 /** A secret is never written inline: it is read from an environment variable or a file. */
-export const SecretRefSchema = z.union([
-  z.strictObject({ env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name') }),
-  z.strictObject({ file: z.string().min(1) }),
-]);
+export const SecretRefSchema = z.union(
+  [
+    z.strictObject({ env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name') }),
+    z.strictObject({ file: z.string().min(1) }),
+  ],
+  { error: 'must be { env: NAME } or { file: PATH } (secrets are never written inline)' },
+);
 export type SecretRef = z.infer<typeof SecretRefSchema>;
 
 /** Spec Appendix A: 20-30 characters, 'A'-'Z' and '2'-'7' only. */

@@ -4,6 +4,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { HsmError } from './errors.js';
+import { MessageBatcher } from './message-batcher.js';
 import type { AgentInit, AgentMessage, AgentOperation, AgentResults, ParentMessage } from './protocol.js';
 
 const AGENT_ENTRY = fileURLToPath(new URL('./pkcs11/agent.js', import.meta.url));
@@ -39,6 +40,7 @@ export class AgentProcess {
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private exited = false;
+  private readonly outbox: MessageBatcher<ParentMessage>;
   private exitListeners: Array<(reason: string) => void> = [];
 
   private constructor(options: AgentProcessOptions, child: ChildProcess) {
@@ -46,7 +48,10 @@ export class AgentProcess {
     this.index = options.index;
     this.child = child;
     this.logger = options.logger;
-    child.on('message', (message: AgentMessage) => this.onMessage(message));
+    this.outbox = new MessageBatcher((batch) => this.sendBatch(batch));
+    child.on('message', (batch: AgentMessage[]) => {
+      for (const message of batch) this.onMessage(message);
+    });
     child.on('exit', (code, signal) => this.handleExit(signal === null ? `exited with code ${String(code)}` : `killed by ${signal}`));
     child.on('error', (error) => this.logger.error({ err: error }, 'agent process error'));
     for (const stream of [child.stdout, child.stderr]) {
@@ -116,19 +121,31 @@ export class AgentProcess {
     return new Promise((resolve, reject) => {
       const entry: Pending = { startedAt: performance.now(), resolve, reject, timer: undefined, settled: false };
       entry.timer = setTimeout(() => {
-        if (entry.settled) return;
-        entry.settled = true;
-        reject(new HsmError('timeout', `no answer within ${timeoutMs} ms`));
+        // Timers run before I/O in each loop turn: when the loop lagged, the answer may already be
+        // waiting in the pipe. Decide after the poll phase so lag alone never becomes a timeout.
+        setImmediate(() => {
+          if (entry.settled) return;
+          entry.settled = true;
+          reject(new HsmError('timeout', `no answer within ${timeoutMs} ms`));
+        });
       }, timeoutMs);
       this.pending.set(message.id, entry);
-      this.child.send(message, (error) => {
-        if (error !== null && error !== undefined && !entry.settled) {
-          entry.settled = true;
-          clearTimeout(entry.timer);
-          this.pending.delete(message.id);
-          reject(new HsmError('unavailable', 'cannot reach the agent process'));
-        }
-      });
+      this.outbox.push(message);
+    });
+  }
+
+  private sendBatch(batch: ParentMessage[]): void {
+    if (this.exited) return;
+    this.child.send(batch, (error) => {
+      if (error === null || error === undefined) return;
+      for (const message of batch) {
+        const entry = this.pending.get(message.id);
+        if (entry === undefined || entry.settled) continue;
+        entry.settled = true;
+        clearTimeout(entry.timer);
+        this.pending.delete(message.id);
+        entry.reject(new HsmError('unavailable', 'cannot reach the agent process'));
+      }
     });
   }
 

@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { Deadline } from '../lib/deadline.js';
 import { HsmError } from './errors.js';
@@ -12,6 +13,8 @@ export interface ClusterResult<T> {
   /** The member that produced the result (for the audit log). */
   readonly member: string;
   readonly attempts: number;
+  /** Time in the cluster, retries included. */
+  readonly latencyMs: number;
 }
 
 /**
@@ -56,15 +59,19 @@ export class HsmCluster {
     operation: Extract<AgentOperation, { op: K }>,
     deadline: Deadline,
   ): Promise<ClusterResult<AgentResults[K]>> {
+    const started = performance.now();
     const tried = new Set<HsmMember>();
     let lastError: HsmError | undefined;
     for (let attempt = 1; attempt <= 2; attempt++) {
       const member = this.pick(tried);
       if (member === undefined) break;
       tried.add(member);
+      // The first attempt keeps half the budget back, so a retry elsewhere can still finish in time.
+      const canRetry = attempt === 1 && this.members.some((other) => !tried.has(other) && other.load() !== Number.POSITIVE_INFINITY);
+      const budget = canRetry ? deadline.remainingMs() / 2 : deadline.remainingMs();
       try {
-        const result = await member.execute(operation, deadline.remainingMs());
-        return { result, member: member.id, attempts: attempt };
+        const result = await member.execute(operation, budget);
+        return { result, member: member.id, attempts: attempt, latencyMs: performance.now() - started };
       } catch (error) {
         lastError = error instanceof HsmError ? error : new HsmError('internal', String(error), { member: member.id });
         if (!lastError.retryable || deadline.remainingMs() < MIN_RETRY_BUDGET_MS) break;

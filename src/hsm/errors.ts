@@ -20,7 +20,7 @@ export const HSM_ERROR_KINDS = [
   'timeout',
   /** The member cannot take work: agent down, restarting, fenced or queue full. */
   'unavailable',
-  /** PIN rejected or token missing: needs an operator, never retried automatically. */
+  /** PIN rejected or module cannot be loaded: needs an operator, never retried automatically. */
   'misconfigured',
   /** A bug or an unexpected state inside the proxy. */
   'internal',

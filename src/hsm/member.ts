@@ -123,19 +123,31 @@ export class HsmMember {
     return total;
   }
 
-  /** Routing cost: outstanding work per unit of weight. Infinity when the member cannot serve. */
+  /**
+   * Routing cost: outstanding work per unit of weight. Infinity when the member
+   * cannot serve, or when every agent is stalled (a call older than the call
+   * deadline is still unanswered): a hung HSM must not look like a merely busy one.
+   */
   load(): number {
     if (this.health() === 'UNAVAILABLE') return Number.POSITIVE_INFINITY;
     return (this.inFlight() + 1) / this.settings.weight;
   }
 
+  private isAvailable(slot: AgentSlot, now = performance.now()): boolean {
+    const agent = slot.agent;
+    return !slot.starting && agent !== undefined && agent.alive && agent.oldestOutstandingMs(now) <= this.settings.callTimeoutMs;
+  }
+
   health(): MemberHealth {
-    if (this.misconfigured || this.servingAgents() === 0) return 'UNAVAILABLE';
+    const serving = this.servingAgents();
+    if (this.misconfigured || serving === 0) return 'UNAVAILABLE';
     if (this.lastProbe !== undefined && !this.lastProbe.ok) return 'UNAVAILABLE';
+    const available = this.slots.filter((slot) => this.isAvailable(slot)).length;
+    if (available === 0) return 'UNAVAILABLE';
     const slow =
       (this.lastProbe !== undefined && this.lastProbe.latencyMs > this.settings.degradedLatencyMs) ||
       (this.latencyMs !== undefined && this.latencyMs > this.settings.degradedLatencyMs);
-    if (slow || this.servingAgents() < this.slots.length) return 'DEGRADED';
+    if (slow || available < this.slots.length) return 'DEGRADED';
     return 'ACTIVE';
   }
 
@@ -207,12 +219,13 @@ export class HsmMember {
   }
 
   private pickSlot(): AgentSlot {
+    const now = performance.now();
     let best: AgentSlot | undefined;
     for (const slot of this.slots) {
-      if (slot.starting || slot.agent?.alive !== true) continue;
-      if (best === undefined || slot.agent.outstanding() < (best.agent as AgentProcess).outstanding()) best = slot;
+      if (!this.isAvailable(slot, now)) continue;
+      if (best === undefined || (slot.agent as AgentProcess).outstanding() < (best.agent as AgentProcess).outstanding()) best = slot;
     }
-    if (best === undefined) throw new HsmError('unavailable', 'no agent is serving', { member: this.id });
+    if (best === undefined) throw new HsmError('unavailable', 'no agent is serving or every agent is stalled', { member: this.id });
     if ((best.agent as AgentProcess).outstanding() >= this.settings.maxQueuedPerAgent) {
       throw new HsmError('unavailable', 'agent queue is full', { member: this.id });
     }

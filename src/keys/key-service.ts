@@ -6,11 +6,13 @@ import type { Deadline } from '../lib/deadline.js';
 import { objectLabel, type KeyEntry } from './catalog.js';
 
 export const GCM_TAG_BYTES = 16;
+export const GCM_IV_BYTES = 12;
 
 export interface HsmAttribution {
   /** The member that answered, for the audit log. */
   readonly member: string;
   readonly attempts: number;
+  readonly latencyMs: number;
 }
 
 export interface GcmEncryption extends HsmAttribution {
@@ -43,17 +45,23 @@ export class KeyService {
 
   async encrypt(key: KeyEntry, version: number, aad: Buffer, plaintext: Buffer, deadline: Deadline): Promise<GcmEncryption> {
     try {
-      const { result, member, attempts } = await this.cluster.execute(
+      const { result, member, attempts, latencyMs } = await this.cluster.execute(
         { op: 'encrypt', label: objectLabel(key, version), aad: aad.toString('base64'), plaintext: plaintext.toString('base64') },
         deadline,
       );
       const sealed = Buffer.from(result.ciphertext, 'base64');
+      const iv = Buffer.from(result.iv, 'base64');
+      // Never hand a malformed HSM answer to the client as a ciphertext.
+      if (sealed.length !== plaintext.length + GCM_TAG_BYTES || iv.length !== GCM_IV_BYTES) {
+        throw new HsmError('internal', `HSM returned ${sealed.length} bytes and a ${iv.length}-byte IV for ${plaintext.length} bytes of plaintext`, { member });
+      }
       return {
-        iv: Buffer.from(result.iv, 'base64'),
+        iv,
         ciphertext: sealed.subarray(0, sealed.length - GCM_TAG_BYTES),
         tag: sealed.subarray(sealed.length - GCM_TAG_BYTES),
         member,
         attempts,
+        latencyMs,
       };
     } catch (error) {
       throw toProxyError(error, 'encrypt');
@@ -62,7 +70,7 @@ export class KeyService {
 
   async decrypt(key: KeyEntry, version: number, aad: Buffer, iv: Buffer, ciphertext: Buffer, tag: Buffer, deadline: Deadline): Promise<GcmDecryption> {
     try {
-      const { result, member, attempts } = await this.cluster.execute(
+      const { result, member, attempts, latencyMs } = await this.cluster.execute(
         {
           op: 'decrypt',
           label: objectLabel(key, version),
@@ -72,7 +80,7 @@ export class KeyService {
         },
         deadline,
       );
-      return { plaintext: Buffer.from(result.plaintext, 'base64'), member, attempts };
+      return { plaintext: Buffer.from(result.plaintext, 'base64'), member, attempts, latencyMs };
     } catch (error) {
       throw toProxyError(error, 'decrypt');
     }
@@ -80,8 +88,8 @@ export class KeyService {
 
   async describe(key: KeyEntry, version: number, deadline: Deadline): Promise<KeyInspection> {
     try {
-      const { result, member, attempts } = await this.cluster.execute({ op: 'describe', label: objectLabel(key, version) }, deadline);
-      return { description: result, member, attempts };
+      const { result, member, attempts, latencyMs } = await this.cluster.execute({ op: 'describe', label: objectLabel(key, version) }, deadline);
+      return { description: result, member, attempts, latencyMs };
     } catch (error) {
       throw toProxyError(error, 'describe');
     }

@@ -10,12 +10,22 @@ export function isCanonicalBase64(text: string): boolean {
   if (length > 0 && text.charCodeAt(length - 1) === 0x3d) padding = text.charCodeAt(length - 2) === 0x3d ? 2 : 1;
   const end = length - padding;
   for (let i = 0; i < end; i++) {
-    const c = text.charCodeAt(i);
-    const ok =
-      (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2b || c === 0x2f;
-    if (!ok) return false;
+    if (sextet(text.charCodeAt(i)) < 0) return false;
   }
+  // Canonical: the bits the padding leaves over are zero ("QR==" would decode like "QQ==").
+  if (padding === 2) return (sextet(text.charCodeAt(end - 1)) & 0x0f) === 0;
+  if (padding === 1) return (sextet(text.charCodeAt(end - 1)) & 0x03) === 0;
   return true;
+}
+
+/** The 6-bit value of a Base64 character, or -1. */
+function sextet(c: number): number {
+  if (c >= 0x41 && c <= 0x5a) return c - 0x41;
+  if (c >= 0x61 && c <= 0x7a) return c - 0x61 + 26;
+  if (c >= 0x30 && c <= 0x39) return c - 0x30 + 52;
+  if (c === 0x2b) return 62;
+  if (c === 0x2f) return 63;
+  return -1;
 }
 
 /** Decoded length of canonical Base64 without decoding it. */

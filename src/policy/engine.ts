@@ -30,8 +30,10 @@ export const POLICY_ATTRIBUTES = [
 export const POLICY_OPERATORS = ['StringEquals', 'StringNotEquals', 'StringLike', 'StringNotLike', 'ArnLike', 'ArnNotLike'] as const;
 
 const Effect = z.enum(['allow', 'deny']);
-const ValueList = z.union([z.string(), z.array(z.string()).min(1)]).transform((value) => (Array.isArray(value) ? value : [value]));
-const ConditionBlock = z.partialRecord(z.enum(POLICY_ATTRIBUTES), ValueList);
+const NonEmpty = z.string().min(1);
+const ValueList = z.union([NonEmpty, z.array(NonEmpty).min(1)]).transform((value) => (Array.isArray(value) ? value : [value]));
+// An empty block would make a statement silently unconditional.
+const ConditionBlock = z.partialRecord(z.enum(POLICY_ATTRIBUTES), ValueList).refine((block) => Object.keys(block).length > 0, 'must name at least one attribute');
 
 const PolicySchema = z.strictObject({
   version: z.literal(1),
@@ -149,7 +151,7 @@ export class PolicyEngine implements Authorizer {
 
   static fromText(text: string, file = 'policy'): PolicyEngine {
     const parsedYaml = parseDocument(text, { uniqueKeys: true });
-    if (parsedYaml.errors.length > 0) throw new ConfigError(parsedYaml.errors.map((error) => `${file}: ${error.message.split('\n')[0] ?? 'YAML error'}`));
+    if (parsedYaml.errors.length > 0) throw new ConfigError(parsedYaml.errors.map((error) => `${file}: ${(error.message.split('\n')[0] ?? 'YAML error').replace(/:$/, '')}`));
     const parsed = PolicySchema.safeParse(parsedYaml.toJS());
     if (!parsed.success) throw new ConfigError(parsed.error.issues.map((issue) => `${file}: ${formatFieldPath(issue.path)}: ${issue.message}`));
     const ids = new Set<string>();

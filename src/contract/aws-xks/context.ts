@@ -1,7 +1,7 @@
 import type { Deadline } from '../../lib/deadline.js';
 import type { HealthMonitor } from '../../hsm/health.js';
 import type { KeyEntry, KeyStore } from '../../keys/catalog.js';
-import type { KeyService } from '../../keys/key-service.js';
+import type { HsmAttribution, KeyService } from '../../keys/key-service.js';
 import type { Authorizer } from '../../policy/authorizer.js';
 import { ProxyError } from '../../errors/proxy-error.js';
 import type { components } from './openapi-types.js';
@@ -19,6 +19,7 @@ export interface CallerIdentity {
 export interface AuditNotes {
   hsmMember?: string;
   hsmAttempts?: number;
+  hsmLatencyMs?: number;
   keyVersion?: number;
   policyStatement?: string;
   reason?: string;
@@ -46,6 +47,13 @@ export interface XksDependencies {
   readonly authorizer: () => Authorizer;
   readonly limits: { readonly maxPlaintextBytes: number; readonly maxAadBytes: number };
   readonly proxy: ProxyIdentity;
+}
+
+/** Records which member served the call, after how many attempts and how long, for the audit record. */
+export function noteHsm(call: XksCall, served: HsmAttribution): void {
+  call.audit.hsmMember = served.member;
+  call.audit.hsmAttempts = served.attempts;
+  call.audit.hsmLatencyMs = Math.round(served.latencyMs * 1000) / 1000;
 }
 
 export function requireKey(call: XksCall): KeyEntry {

@@ -33,11 +33,12 @@ interface XksRoute {
   readonly externalKeyId: string | undefined;
 }
 
-const OPERATION_BY_SUFFIX: Readonly<Record<string, XksApi>> = {
-  metadata: 'GetKeyMetadata',
-  encrypt: 'Encrypt',
-  decrypt: 'Decrypt',
-};
+/** A Map, not an object literal: "constructor" or "__proto__" in a path must not find anything. */
+const OPERATION_BY_SUFFIX: ReadonlyMap<string, XksApi> = new Map([
+  ['metadata', 'GetKeyMetadata'],
+  ['encrypt', 'Encrypt'],
+  ['decrypt', 'Decrypt'],
+]);
 
 const XKS_PATH = /^(.*)\/kms\/xks\/v1\/(?:keys\/([^/]*)\/([^/]*)|health)$/;
 
@@ -47,7 +48,7 @@ export function matchXksPath(path: string): XksRoute | { readonly uriPrefix: str
   if (match === null) return path.includes('/kms/xks/v1') ? { uriPrefix: '', invalid: true } : undefined;
   const [, uriPrefix = '', keyId, suffix] = match;
   if (keyId === undefined) return { uriPrefix, api: 'GetHealthStatus', externalKeyId: undefined };
-  const api = suffix === undefined ? undefined : OPERATION_BY_SUFFIX[suffix];
+  const api = suffix === undefined ? undefined : OPERATION_BY_SUFFIX.get(suffix);
   if (api === undefined || !EXTERNAL_KEY_ID_PATTERN.test(keyId)) return { uriPrefix, invalid: true };
   return { uriPrefix, api, externalKeyId: keyId };
 }
@@ -212,6 +213,7 @@ export function createXksRouter(options: XksRouterOptions): RequestHandler {
       keyVersion: notes.keyVersion,
       hsmMember: notes.hsmMember,
       hsmAttempts: notes.hsmAttempts,
+      hsmLatencyMs: notes.hsmLatencyMs,
       latencyMs: Math.round((performance.now() - startedAt) * 1000) / 1000,
     };
     try {

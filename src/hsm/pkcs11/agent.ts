@@ -5,12 +5,14 @@
  */
 import { HsmError } from '../errors.js';
 import type { AgentFailure, AgentLogLevel, AgentMessage, AgentOperation, ParentMessage } from '../protocol.js';
+import { MessageBatcher } from '../message-batcher.js';
 import { Pkcs11Engine } from './engine.js';
 
 let engine: Pkcs11Engine | undefined;
+const outbox = new MessageBatcher<AgentMessage>((batch) => process.send?.(batch));
 
 function send(message: AgentMessage): void {
-  process.send?.(message);
+  outbox.push(message);
 }
 
 function log(level: AgentLogLevel, msg: string, fields?: Record<string, string | number | boolean>): void {
@@ -59,7 +61,7 @@ function run(call: AgentOperation): unknown {
   }
 }
 
-process.on('message', (raw: ParentMessage) => {
+function handle(raw: ParentMessage): void {
   if ('init' in raw) {
     try {
       engine = new Pkcs11Engine(raw.init);
@@ -76,6 +78,10 @@ process.on('message', (raw: ParentMessage) => {
   } catch (error) {
     send({ id: raw.id, ok: false, error: failure(error) });
   }
+}
+
+process.on('message', (batch: ParentMessage[]) => {
+  for (const message of batch) handle(message);
 });
 
 // The proxy owns this process: when the IPC channel closes, there is nobody left to serve.

@@ -40,7 +40,6 @@ const DATA_CODES: ReadonlySet<number> = new Set([
   C.CKR_ENCRYPTED_DATA_LEN_RANGE,
   C.CKR_DATA_INVALID,
   C.CKR_DATA_LEN_RANGE,
-  C.CKR_MECHANISM_PARAM_INVALID,
 ]);
 
 /**
@@ -60,6 +59,8 @@ const MISCONFIGURED_CODES: ReadonlySet<number> = new Set([
 
 export function classifyCkr(code: number, step: Pkcs11Step): HsmErrorKind {
   if (step === 'decrypt' && DECRYPT_AUTH_FAILURE_CODES.has(code)) return 'data';
+  // On decrypt the client chose the IV; on encrypt the proxy did, so there it is the proxy's or the HSM's fault.
+  if (code === C.CKR_MECHANISM_PARAM_INVALID) return step === 'decrypt' ? 'data' : 'internal';
   if (DATA_CODES.has(code)) return step === 'encrypt' || step === 'decrypt' ? 'data' : 'internal';
   if (KEY_USAGE_CODES.has(code)) return 'key-usage';
   if (SESSION_CODES.has(code)) return 'session';

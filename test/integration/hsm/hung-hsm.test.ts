@@ -26,6 +26,8 @@ describe('a hung HSM costs a fast error or a retry, never a stuck request', () =
       faultInjection: true,
       configure: (config) => {
         config.hsm.agentStartTimeoutMs = 1500;
+        // Generous here so scheduling noise on a 2-core CI box cannot eat the retry; the all-hung test restores 200 ms.
+        config.server.limits = { ...config.server.limits, requestBudgetMs: 1000 };
       },
     });
   });
@@ -64,6 +66,10 @@ describe('a hung HSM costs a fast error or a retry, never a stuck request', () =
   });
 
   it('all members hung: 503 DependencyTimeoutException inside the request budget, then fast failures', async () => {
+    const config = fixture.readConfig();
+    config.server.limits = { ...config.server.limits, requestBudgetMs: 200 };
+    fixture.writeConfig(config);
+    await fixture.startProxy();
     for (const control of fixture.faults.values()) control.hang(['encrypt', 'decrypt']);
     const started = performance.now();
     const response = await fixture.client.encrypt('foo', { plaintext: randomBytes(32) });

@@ -1,4 +1,4 @@
-import { admitCryptoCall, type XksCall, type XksDependencies } from '../context.js';
+import { admitCryptoCall, noteHsm, type XksCall, type XksDependencies } from '../context.js';
 import { buildHsmAad, decodeCiphertextMetadata, MAX_CIPHERTEXT_METADATA_BYTES } from '../framing.js';
 import type { components } from '../openapi-types.js';
 import { decodeBounded, decodeExact } from './decode.js';
@@ -16,8 +16,7 @@ export async function decrypt(call: XksCall, request: Request, deps: XksDependen
   const { keyVersion } = decodeCiphertextMetadata(metadata);
   call.audit.keyVersion = keyVersion;
   const opened = await deps.keys.decrypt(key, keyVersion, buildHsmAad(aad, metadata), iv, ciphertext, tag, call.deadline);
-  call.audit.hsmMember = opened.member;
-  call.audit.hsmAttempts = opened.attempts;
+  noteHsm(call, opened);
   const plaintext = opened.plaintext.toString('base64');
   opened.plaintext.fill(0);
   return { plaintext };

@@ -1,6 +1,6 @@
 import { timingSafeEqual } from 'node:crypto';
 import { ProxyError } from '../../../errors/proxy-error.js';
-import { admitCryptoCall, type XksCall, type XksDependencies } from '../context.js';
+import { admitCryptoCall, noteHsm, type XksCall, type XksDependencies } from '../context.js';
 import { buildHsmAad, ciphertextDataIntegrityValue, encodeCiphertextMetadata } from '../framing.js';
 import type { components } from '../openapi-types.js';
 import { decodeBounded } from './decode.js';
@@ -18,8 +18,7 @@ export async function encrypt(call: XksCall, request: Request, deps: XksDependen
     const metadata = encodeCiphertextMetadata(version);
     const hsmAad = buildHsmAad(aad, metadata);
     const sealed = await deps.keys.encrypt(key, version, hsmAad, plaintext, call.deadline);
-    call.audit.hsmMember = sealed.member;
-    call.audit.hsmAttempts = sealed.attempts;
+    noteHsm(call, sealed);
     const response: Response = {
       ciphertext: sealed.ciphertext.toString('base64'),
       ciphertextMetadata: metadata.toString('base64'),

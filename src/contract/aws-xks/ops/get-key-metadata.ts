@@ -1,6 +1,6 @@
 import { ProxyError } from '../../../errors/proxy-error.js';
 import type { KeyDescription } from '../../../hsm/protocol.js';
-import { authorize, requireKey, type XksCall, type XksDependencies } from '../context.js';
+import { authorize, noteHsm, requireKey, type XksCall, type XksDependencies } from '../context.js';
 import type { components } from '../openapi-types.js';
 
 type Request = components['schemas']['GetKeyMetadataRequest'];
@@ -22,9 +22,9 @@ export async function getKeyMetadata(call: XksCall, request: Request, deps: XksD
   authorize(call, deps, 'xks:GetKeyMetadata', request.requestMetadata);
   const version = 1;
   call.audit.keyVersion = version;
-  const { description, member, attempts } = await deps.keys.describe(key, version, call.deadline);
-  call.audit.hsmMember = member;
-  call.audit.hsmAttempts = attempts;
+  const inspected = await deps.keys.describe(key, version, call.deadline);
+  noteHsm(call, inspected);
+  const { description } = inspected;
   if (description.keyType !== 'AES' || description.valueLength !== 32) {
     call.audit.reason = `key type ${description.keyType}/${String(description.valueLength)} bytes`;
     throw new ProxyError('UNSUPPORTED_OPERATION', 'The external key is not a 256-bit AES key, the only key spec of XKS v1.');
