@@ -139,7 +139,8 @@ describe('TLS listener', () => {
               // The old version reached the server, and the server said no.
               assert.equal(result.error.code, 'ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION', result.error.message);
               assert.ok(await waitFor(() => errors.errors.length > 0), 'the server reports the refused handshake');
-              assert.deepEqual(errors.codes(), ['ERR_SSL_UNSUPPORTED_PROTOCOL']);
+              // Node 24+ may report an ERR_SSL_UNEXPECTED_MESSAGE first; the protocol refusal is what matters.
+              assert.ok(errors.codes().includes('ERR_SSL_UNSUPPORTED_PROTOCOL'), JSON.stringify(errors.codes()));
             }
           } finally {
             errors.stop();
