@@ -5,6 +5,7 @@ import type { TLSSocket } from 'node:tls';
 import express, { type Request } from 'express';
 import helmet from 'helmet';
 import type { Logger } from 'pino';
+import { startAdminServer } from './admin/server.js';
 import { AuditLog } from './audit/audit-log.js';
 import { CredentialStore } from './auth/credentials.js';
 import { SigV4Verifier } from './auth/sigv4.js';
@@ -17,6 +18,7 @@ import { createXksRouter } from './contract/aws-xks/router.js';
 import { ProxyError } from './errors/proxy-error.js';
 import { HsmCluster } from './hsm/cluster.js';
 import { HealthMonitor } from './hsm/health.js';
+import { KeyConsistency, type KeyExpectation } from './hsm/key-consistency.js';
 import { HsmMember } from './hsm/member.js';
 import { KeyCatalog } from './keys/catalog.js';
 import { KeyService } from './keys/key-service.js';
@@ -53,6 +55,7 @@ export interface RunningProxy {
   readonly port: number;
   readonly url: string;
   readonly metricsUrl: string | undefined;
+  readonly adminUrl: string | undefined;
   readonly cluster: HsmCluster;
   readonly metrics: ProxyMetrics;
   readonly logger: Logger;
@@ -89,7 +92,9 @@ function buildMembers(config: Config, env: Environment, logger: Logger): HsmMemb
           callTimeoutMs: hsm.callTimeoutMs,
           hungAfterMs: hsm.hungAfterMs,
           agentStartTimeoutMs: hsm.agentStartTimeoutMs,
+          maxRestartBackoffMs: hsm.maxRestartBackoffMs,
           maxQueuedPerAgent: hsm.maxQueuedPerAgent,
+          breaker: hsm.breaker,
           healthCheckKeyLabel: hsm.healthCheck.keyLabel,
           degradedLatencyMs: hsm.healthCheck.degradedLatencyMs,
         },
@@ -106,6 +111,14 @@ function listen(server: HttpServer | HttpsServer, host: string, port: number): P
       resolve(server.address() as AddressInfo);
     });
   });
+}
+
+/** Every key the members must hold identically: all key stores' labels plus the health-check key. */
+function keyExpectations(catalog: KeyCatalog, config: Config): KeyExpectation[] {
+  const byLabel = new Map<string, string | undefined>();
+  for (const store of catalog.stores()) for (const key of store.keys.values()) byLabel.set(key.label, key.checkValue ?? byLabel.get(key.label));
+  byLabel.set(config.hsm.healthCheck.keyLabel, config.hsm.healthCheck.checkValue);
+  return [...byLabel].map(([label, checkValue]) => ({ label, checkValue }));
 }
 
 /** Every file whose change should trigger a reload. */
@@ -137,6 +150,14 @@ export async function startProxy(loaded: LoadedConfig, options: ProxyOptions = {
   let clientAuth = config.server.tls.clientAuth;
 
   const cluster = new HsmCluster(buildMembers(config, env, logger), logger.child({ component: 'cluster' }));
+  cluster.useKeyConsistency(
+    new KeyConsistency(
+      cluster,
+      { intervalMs: config.hsm.keyCheck.intervalMs, timeoutMs: Math.max(config.hsm.callTimeoutMs * 5, 1000) },
+      () => keyExpectations(catalog, config),
+      logger.child({ component: 'key-consistency' }),
+    ),
+  );
   metrics.watchCluster(cluster);
   await cluster.start();
   const health = new HealthMonitor(
@@ -271,8 +292,18 @@ export async function startProxy(loaded: LoadedConfig, options: ProxyOptions = {
     metricsUrl = `http://${metricsAddress.address}:${metricsAddress.port}/metrics`;
   }
 
+  const admin = config.admin.enabled
+    ? await startAdminServer({
+        config: config.admin,
+        defaultTls: { certFile: config.server.tls.certFile, keyFile: config.server.tls.keyFile },
+        cluster,
+        audit,
+        logger: logger.child({ component: 'admin' }),
+      })
+    : undefined;
+
   audit.write({ event: 'proxy.start', detail: `listening on ${hostForUrl}:${address.port}` });
-  logger.info({ port: address.port, metricsUrl, members: cluster.snapshot().length, keyStores: catalog.stores().length }, 'hyok-proxy serving');
+  logger.info({ port: address.port, metricsUrl, adminUrl: admin?.url, members: cluster.snapshot().length, keyStores: catalog.stores().length }, 'hyok-proxy serving');
 
   // Synchronous from start to swap, so two reloads can never interleave.
   const reloadNow = (): ReloadResult => {
@@ -334,6 +365,7 @@ export async function startProxy(loaded: LoadedConfig, options: ProxyOptions = {
       await drained;
       clearTimeout(timer);
       if (metricsServer !== undefined) await new Promise<void>((resolve) => metricsServer?.close(() => resolve()));
+      await admin?.close();
       await cluster.close();
       audit.write({ event: 'proxy.stop', detail: 'shut down' });
       audit.close();
@@ -348,6 +380,7 @@ export async function startProxy(loaded: LoadedConfig, options: ProxyOptions = {
     port: address.port,
     url: `https://${hostForUrl}:${address.port}`,
     metricsUrl,
+    adminUrl: admin?.url,
     cluster,
     metrics,
     logger,

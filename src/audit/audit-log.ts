@@ -52,7 +52,22 @@ export interface ProxyLifecycleAudit {
   readonly detail: string;
 }
 
-export type AuditEvent = XksRequestAudit | ProxyLifecycleAudit;
+/** Every admin action, allowed or not, with who asked. */
+export interface AdminActionAudit {
+  readonly event: 'admin.action';
+  /** JWT subject or client-certificate CN; "anonymous" when authentication failed. */
+  readonly actor: string;
+  readonly via: 'mtls' | 'jwt' | 'none';
+  readonly roles: readonly string[];
+  /** e.g. "member.drain". */
+  readonly action: string;
+  readonly target: string | undefined;
+  readonly outcome: 'success' | 'denied' | 'failure';
+  readonly reason: string | undefined;
+  readonly sourceIp: string | undefined;
+}
+
+export type AuditEvent = XksRequestAudit | ProxyLifecycleAudit | AdminActionAudit;
 
 const GENESIS = '0'.repeat(64);
 

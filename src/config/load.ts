@@ -114,6 +114,14 @@ function resolveRelativePaths(config: Config, baseDir: string): Config {
       credentials: store.credentials.map((credential) => ({ ...credential, secretAccessKey: secret(credential.secretAccessKey) })),
     })),
     policy: config.policy.file === undefined ? config.policy : { file: abs(config.policy.file) },
+    admin: {
+      ...config.admin,
+      ...(config.admin.tls === undefined ? {} : { tls: { certFile: abs(config.admin.tls.certFile), keyFile: abs(config.admin.tls.keyFile) } }),
+      ...(config.admin.clientCertificates === undefined
+        ? {}
+        : { clientCertificates: { ...config.admin.clientCertificates, caFile: abs(config.admin.clientCertificates.caFile) } }),
+      ...(config.admin.jwt?.jwksFile === undefined ? {} : { jwt: { ...config.admin.jwt, jwksFile: abs(config.admin.jwt.jwksFile) } }),
+    },
     audit: { destination: destination(config.audit.destination) },
     logging: { ...config.logging, destination: destination(config.logging.destination) },
   };

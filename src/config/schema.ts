@@ -127,11 +127,33 @@ const HsmSchema = z
     agentStartTimeoutMs: z.number().int().min(100).max(120_000).default(10_000),
     /** Operations queued on one agent before the member counts as saturated. */
     maxQueuedPerAgent: z.number().int().min(1).max(10_000).default(256),
+    /** Upper bound of the agent restart backoff (100 ms doubling); recovery after an HSM returns takes at most this long. */
+    maxRestartBackoffMs: z.number().int().min(100).max(60_000).default(5000),
+    /** The opossum circuit breaker in front of each member. */
+    breaker: z
+      .strictObject({
+        /** Failures, as a percentage of calls in the rolling window, that open the breaker. */
+        errorThresholdPercentage: z.number().min(1).max(100).default(50),
+        /** Calls in the window before the percentage counts, so one early failure cannot open it. */
+        volumeThreshold: z.number().int().min(1).default(5),
+        /** Time open before one trial call is let through (half-open). */
+        resetTimeoutMs: z.number().int().min(100).default(1000),
+        rollingWindowMs: z.number().int().min(1000).default(10_000),
+      })
+      .prefault({}),
+    /** How often every member's key material is compared (KCV, or a fixed-vector check of the health-check key). */
+    keyCheck: z
+      .strictObject({
+        intervalMs: z.number().int().min(1000).default(60_000),
+      })
+      .prefault({}),
     members: z.array(HsmMemberSchema).min(1).max(10, 'XKS GetHealthStatus reports at most ten members'),
     healthCheck: z
       .strictObject({
         /** Label of a test key used only by the deep health check, never a customer key (spec, GetHealthStatus). */
         keyLabel: z.string().min(1).default('xks-health-check'),
+        /** Pinned KCV (CKA_CHECK_VALUE, hex) of the health-check key. */
+        checkValue: z.string().regex(/^[0-9A-Fa-f]{2,64}$/, 'must be hex').optional(),
         intervalMs: z.number().int().min(1000).max(60_000).default(10_000),
         /** The spec forbids returning a cached result older than one minute. */
         maxAgeMs: z.number().int().min(1000).max(60_000).default(60_000),
@@ -155,6 +177,8 @@ const KeySchema = z.strictObject({
   /** CKA_LABEL of the key object on every HSM member; defaults to the id. */
   label: z.string().min(1).max(128).optional(),
   enabled: z.boolean().default(true),
+  /** Pinned KCV (CKA_CHECK_VALUE, hex, as `hyok-proxy keys check` prints it): members holding other material are fenced. */
+  checkValue: z.string().regex(/^[0-9A-Fa-f]{2,64}$/, 'must be hex').optional(),
 });
 
 const CredentialSchema = z.strictObject({
@@ -201,6 +225,52 @@ const KeyStoreSchema = z
     });
   });
 
+/** Admin roles. operator: drain, fence, restore members; auditor: read only. key-admin and approver arrive with key lifecycle. */
+export const ADMIN_ROLES = ['operator', 'auditor', 'key-admin', 'approver'] as const;
+export type AdminRole = (typeof ADMIN_ROLES)[number];
+
+const AdminSchema = z
+  .strictObject({
+    enabled: z.boolean().default(false),
+    host: z.string().min(1).default('127.0.0.1'),
+    port: PortSchema.default(9443),
+    /** Defaults to the data plane's certificate. */
+    tls: z.strictObject({ certFile: z.string().min(1), keyFile: z.string().min(1) }).optional(),
+    /** mTLS authentication: certificates chained to caFile, roles by subject CN. */
+    clientCertificates: z
+      .strictObject({
+        caFile: z.string().min(1),
+        roles: z.record(z.string().min(1), z.array(z.enum(ADMIN_ROLES)).min(1)),
+      })
+      .optional(),
+    /** Bearer JWT authentication, verified with jose against a JWKS that is never fetched on the request path. */
+    jwt: z
+      .strictObject({
+        jwksFile: z.string().min(1).optional(),
+        jwksUrl: z.url({ protocol: /^https?$/ }).optional(),
+        issuer: z.string().min(1),
+        audience: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
+        algorithms: z.array(z.enum(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'])).min(1).default(['RS256', 'ES256', 'EdDSA']),
+        /** Claim holding the roles: an array of strings or a space-separated string. */
+        rolesClaim: z.string().min(1).default('roles'),
+        /** How often a JWKS URL is fetched again in the background. */
+        refreshIntervalMs: z.number().int().min(10_000).default(300_000),
+        clockToleranceS: z.number().int().min(0).max(300).default(30),
+      })
+      .superRefine((value, ctx) => {
+        if ((value.jwksFile === undefined) === (value.jwksUrl === undefined)) {
+          ctx.addIssue({ code: 'custom', path: ['jwksFile'], message: 'give exactly one of jwksFile or jwksUrl' });
+        }
+      })
+      .optional(),
+  })
+  .prefault({})
+  .superRefine((value, ctx) => {
+    if (value.enabled && value.clientCertificates === undefined && value.jwt === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['enabled'], message: 'an enabled admin API needs clientCertificates or jwt authentication' });
+    }
+  });
+
 const LogDestinationSchema = z.union([z.literal('stdout'), z.literal('stderr'), z.strictObject({ file: z.string().min(1) })]);
 
 export const ConfigSchema = z
@@ -233,6 +303,7 @@ export const ConfigSchema = z
         destination: LogDestinationSchema.default('stderr'),
       })
       .prefault({}),
+    admin: AdminSchema,
     metrics: z
       .strictObject({
         enabled: z.boolean().default(true),

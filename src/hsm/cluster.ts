@@ -2,6 +2,7 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { Deadline } from '../lib/deadline.js';
 import { HsmError } from './errors.js';
+import type { ConsistencyReport, KeyConsistency } from './key-consistency.js';
 import type { HsmMember, MemberSnapshot } from './member.js';
 import type { AgentOperation, AgentResults } from './protocol.js';
 
@@ -26,6 +27,7 @@ export class HsmCluster {
   private readonly members: readonly HsmMember[];
   private readonly logger: Logger;
   private rotation = 0;
+  private consistency: KeyConsistency | undefined;
 
   constructor(members: readonly HsmMember[], logger: Logger) {
     if (members.length === 0) throw new Error('an HSM cluster needs at least one member');
@@ -33,13 +35,41 @@ export class HsmCluster {
     this.logger = logger;
   }
 
+  /** Key-material checks: at start-up, periodically, and for every agent before it serves. */
+  useKeyConsistency(consistency: KeyConsistency): void {
+    this.consistency = consistency;
+    for (const member of this.members) member.setVerifier(consistency.verifyAgent);
+  }
+
   async start(): Promise<void> {
     await Promise.all(this.members.map((member) => member.start()));
+    if (this.consistency !== undefined) {
+      await this.consistency.verify();
+      this.consistency.start();
+    }
     const serving = this.members.filter((member) => member.health() !== 'UNAVAILABLE').length;
     this.logger.info({ serving, members: this.members.length }, 'HSM cluster started');
   }
 
+  keyConsistencyReport(): ConsistencyReport | undefined {
+    return this.consistency?.lastReport();
+  }
+
+  member(id: string): HsmMember | undefined {
+    return this.members.find((member) => member.id === id);
+  }
+
+  /** Puts a member back into service; if its key material still differs, the check fences it again at once. */
+  async restore(id: string, actor: string): Promise<MemberSnapshot | undefined> {
+    const member = this.member(id);
+    if (member === undefined) return undefined;
+    member.restore(actor);
+    await this.consistency?.verify();
+    return member.snapshot();
+  }
+
   async close(): Promise<void> {
+    this.consistency?.stop();
     await Promise.all(this.members.map((member) => member.close()));
   }
 
@@ -60,6 +90,9 @@ export class HsmCluster {
     deadline: Deadline,
   ): Promise<ClusterResult<AgentResults[K]>> {
     const started = performance.now();
+    if ('label' in operation && this.consistency?.isQuarantined(operation.label) === true) {
+      throw new HsmError('misconfigured', 'key material differs across HSM members; the key is quarantined');
+    }
     const tried = new Set<HsmMember>();
     let lastError: HsmError | undefined;
     for (let attempt = 1; attempt <= 2; attempt++) {
@@ -74,7 +107,9 @@ export class HsmCluster {
         return { result, member: member.id, attempts: attempt, latencyMs: performance.now() - started };
       } catch (error) {
         lastError = error instanceof HsmError ? error : new HsmError('internal', String(error), { member: member.id });
-        if (!lastError.retryable || deadline.remainingMs() < MIN_RETRY_BUDGET_MS) break;
+        // A key missing on one member may exist on the others (provisioning in progress): worth one retry too.
+        const worthRetry = lastError.retryable || lastError.kind === 'key-not-found';
+        if (!worthRetry || deadline.remainingMs() < MIN_RETRY_BUDGET_MS) break;
         this.logger.debug({ member: member.id, kind: lastError.kind }, 'retrying on another member');
       }
     }

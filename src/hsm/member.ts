@@ -1,12 +1,19 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
+import type CircuitBreaker from 'opossum';
 import type { Logger } from 'pino';
 import { AgentProcess } from './agent-process.js';
+import { createMemberBreaker, type BreakerSettings } from './breaker.js';
 import { HsmError } from './errors.js';
 import type { AgentOperation, AgentResults } from './protocol.js';
 
 /** What health reporting (XKS GetHealthStatus, /ready) says about a member. */
 export type MemberHealth = 'ACTIVE' | 'DEGRADED' | 'UNAVAILABLE';
+
+/** Whether the member takes new work; set by operators (drain, fence, restore) or by the proxy (fence). */
+export type MemberMode = 'serving' | 'draining' | 'fenced';
+
+export type BreakerState = 'closed' | 'open' | 'half-open';
 
 export interface MemberSettings {
   readonly id: string;
@@ -22,9 +29,11 @@ export interface MemberSettings {
   readonly callTimeoutMs: number;
   readonly hungAfterMs: number;
   readonly agentStartTimeoutMs: number;
+  readonly maxRestartBackoffMs: number;
   readonly maxQueuedPerAgent: number;
   readonly healthCheckKeyLabel: string;
   readonly degradedLatencyMs: number;
+  readonly breaker: BreakerSettings;
 }
 
 export interface ProbeResult {
@@ -34,46 +43,71 @@ export interface ProbeResult {
   readonly error?: string;
 }
 
+export interface FenceInfo {
+  readonly reason: string;
+  /** "operator:<name>" or "proxy" when the proxy fenced the member itself. */
+  readonly by: string;
+  readonly at: number;
+}
+
 export interface MemberSnapshot {
   readonly id: string;
   readonly model: string;
   readonly zone: string | undefined;
   readonly weight: number;
   readonly health: MemberHealth;
+  readonly mode: MemberMode;
+  /** True once a draining member has no work left. */
+  readonly drained: boolean;
+  readonly fence: FenceInfo | undefined;
+  readonly breaker: BreakerState;
   readonly servingAgents: number;
   readonly agents: number;
   readonly inFlight: number;
   readonly latencyMs: number | undefined;
   readonly lastError: string | undefined;
+  readonly lastErrorAt: number | undefined;
   readonly lastProbe: ProbeResult | undefined;
   readonly misconfigured: boolean;
 }
 
+/**
+ * Checks a freshly started agent's key material against the cluster's
+ * expectation; returns why it must not serve, or undefined when it may.
+ */
+export type AgentVerifier = (fingerprint: (labels: string[]) => Promise<Record<string, string | null>>) => Promise<string | undefined>;
+
 interface AgentSlot {
   readonly index: number;
   agent: AgentProcess | undefined;
-  /** True while the agent is spawning or waiting for its first successful probe. */
+  /** True while the agent is spawning or waiting for its first successful checks. */
   starting: boolean;
   failures: number;
   restartTimer: NodeJS.Timeout | undefined;
 }
 
-const MAX_RESTART_BACKOFF_MS = 5000;
 const WATCHDOG_INTERVAL_MS = 50;
 const LATENCY_SMOOTHING = 0.2;
 
 /**
  * One HSM in the cluster: its agent processes (each a PKCS#11 context with its
- * own session), a watchdog that kills hung agents, and automatic restarts with
- * backoff. A restarted agent serves again only after a deep probe succeeds.
+ * own session), an opossum circuit breaker around the agent calls, a watchdog
+ * that kills hung agents, automatic restarts with backoff, and the operator's
+ * drain/fence/restore. A restarted agent serves only after a deep check and a
+ * key-material check pass.
  */
 export class HsmMember {
   readonly settings: MemberSettings;
   private readonly logger: Logger;
   private readonly slots: AgentSlot[];
   private readonly watchdog: NodeJS.Timeout;
+  private readonly breaker: CircuitBreaker<[AgentProcess, AgentOperation, number], unknown>;
+  private verifier: AgentVerifier | undefined;
+  private mode: MemberMode = 'serving';
+  private fence: FenceInfo | undefined;
   private latencyMs: number | undefined;
   private lastError: string | undefined;
+  private lastErrorAt: number | undefined;
   private lastProbe: ProbeResult | undefined;
   private misconfigured = false;
   private closed = false;
@@ -88,12 +122,25 @@ export class HsmMember {
       failures: 0,
       restartTimer: undefined,
     }));
+    this.breaker = createMemberBreaker(
+      settings.id,
+      (agent: AgentProcess, operation: AgentOperation, timeoutMs: number): Promise<unknown> => agent.call(operation, timeoutMs),
+      settings.breaker,
+    );
+    this.breaker.on('open', () => this.logger.error({ breaker: 'open' }, 'circuit breaker opened; member out of rotation'));
+    this.breaker.on('halfOpen', () => this.logger.warn({ breaker: 'half-open' }, 'circuit breaker half-open; next call is a trial'));
+    this.breaker.on('close', () => this.logger.info({ breaker: 'closed' }, 'circuit breaker closed'));
     this.watchdog = setInterval(() => this.checkForHungAgents(), WATCHDOG_INTERVAL_MS);
     this.watchdog.unref();
   }
 
   get id(): string {
     return this.settings.id;
+  }
+
+  /** Installed by the cluster: the key-material check every new agent must pass before serving. */
+  setVerifier(verifier: AgentVerifier): void {
+    this.verifier = verifier;
   }
 
   /** Starts every agent; resolves when each has started or failed once (failures keep retrying in the background). */
@@ -104,11 +151,37 @@ export class HsmMember {
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.watchdog);
+    this.breaker.shutdown();
     for (const slot of this.slots) {
       clearTimeout(slot.restartTimer);
       slot.agent?.kill('proxy shutting down');
       slot.agent = undefined;
     }
+  }
+
+  /** Stop sending new work; work in flight finishes. */
+  drain(actor: string): void {
+    this.mode = 'draining';
+    this.fence = undefined;
+    this.logger.warn({ actor }, 'member draining');
+  }
+
+  /** Out of service at once: no new work (work in flight cannot be recalled from an HSM). */
+  fenceOff(reason: string, by: string): void {
+    this.mode = 'fenced';
+    this.fence = { reason, by, at: Date.now() };
+    this.logger.error({ reason, by }, 'member fenced');
+  }
+
+  /** Back into service; the caller re-verifies key material first when the fence was about it. */
+  restore(actor: string): void {
+    this.mode = 'serving';
+    this.fence = undefined;
+    this.logger.info({ actor }, 'member restored');
+  }
+
+  getFence(): FenceInfo | undefined {
+    return this.fence;
   }
 
   /** Agents that can take work now. */
@@ -123,62 +196,70 @@ export class HsmMember {
     return total;
   }
 
-  /**
-   * Routing cost: outstanding work per unit of weight. Infinity when the member
-   * cannot serve, or when every agent is stalled (a call older than the call
-   * deadline is still unanswered): a hung HSM must not look like a merely busy one.
-   */
-  load(): number {
-    if (this.health() === 'UNAVAILABLE') return Number.POSITIVE_INFINITY;
-    return (this.inFlight() + 1) / this.settings.weight;
+  breakerState(): BreakerState {
+    if (this.breaker.opened) return 'open';
+    if (this.breaker.halfOpen) return 'half-open';
+    return 'closed';
   }
 
-  private isAvailable(slot: AgentSlot, now = performance.now()): boolean {
-    const agent = slot.agent;
-    return !slot.starting && agent !== undefined && agent.alive && agent.oldestOutstandingMs(now) <= this.settings.callTimeoutMs;
+  /**
+   * Routing cost: outstanding work per unit of weight. Infinity when the member
+   * must not get new work: not serving, breaker open, trial call already
+   * taken, or every agent stalled.
+   */
+  load(): number {
+    if (this.mode !== 'serving' || this.health() === 'UNAVAILABLE') return Number.POSITIVE_INFINITY;
+    if (this.breaker.halfOpen && !this.breaker.pendingClose) return Number.POSITIVE_INFINITY;
+    return (this.inFlight() + 1) / this.settings.weight;
   }
 
   health(): MemberHealth {
     const serving = this.servingAgents();
-    if (this.misconfigured || serving === 0) return 'UNAVAILABLE';
+    if (this.misconfigured || this.mode !== 'serving' || serving === 0 || this.breaker.opened) return 'UNAVAILABLE';
     if (this.lastProbe !== undefined && !this.lastProbe.ok) return 'UNAVAILABLE';
     const available = this.slots.filter((slot) => this.isAvailable(slot)).length;
     if (available === 0) return 'UNAVAILABLE';
     const slow =
       (this.lastProbe !== undefined && this.lastProbe.latencyMs > this.settings.degradedLatencyMs) ||
       (this.latencyMs !== undefined && this.latencyMs > this.settings.degradedLatencyMs);
-    if (slow || available < this.slots.length) return 'DEGRADED';
+    if (slow || available < this.slots.length || this.breaker.halfOpen) return 'DEGRADED';
     return 'ACTIVE';
   }
 
   snapshot(): MemberSnapshot {
+    const inFlight = this.inFlight();
     return {
       id: this.settings.id,
       model: this.settings.model,
       zone: this.settings.zone,
       weight: this.settings.weight,
       health: this.health(),
+      mode: this.mode,
+      drained: this.mode === 'draining' && inFlight === 0,
+      fence: this.fence,
+      breaker: this.breakerState(),
       servingAgents: this.servingAgents(),
       agents: this.slots.length,
-      inFlight: this.inFlight(),
+      inFlight,
       latencyMs: this.latencyMs,
       lastError: this.lastError,
+      lastErrorAt: this.lastErrorAt,
       lastProbe: this.lastProbe,
       misconfigured: this.misconfigured,
     };
   }
 
-  /** Runs one operation on the least-loaded serving agent, bounded by `timeoutMs`. */
+  /** Runs one operation on the least-loaded serving agent, through the breaker, bounded by `timeoutMs`. */
   async execute<K extends AgentOperation['op']>(operation: Extract<AgentOperation, { op: K }>, timeoutMs: number): Promise<AgentResults[K]> {
     const slot = this.pickSlot();
     const agent = slot.agent as AgentProcess;
     const started = performance.now();
     try {
-      const result = await agent.call(operation, Math.max(1, Math.min(timeoutMs, this.settings.callTimeoutMs)));
+      const result = (await this.breaker.fire(agent, operation, Math.max(1, Math.min(timeoutMs, this.settings.callTimeoutMs)))) as AgentResults[K];
       this.recordLatency(performance.now() - started);
       return result;
     } catch (error) {
-      const failure = error instanceof HsmError ? error.withMember(this.id) : new HsmError('internal', String(error), { member: this.id });
+      const failure = this.toHsmError(error);
       this.onFailure(slot, agent, failure);
       throw failure;
     }
@@ -200,6 +281,18 @@ export class HsmMember {
     return result;
   }
 
+  /** Key fingerprints from one serving agent (see Pkcs11Engine.fingerprint). */
+  async fingerprints(labels: string[], timeoutMs: number): Promise<Record<string, string | null>> {
+    const slot = this.pickSlot();
+    return (slot.agent as AgentProcess).call({ op: 'fingerprint', labels, fixedVectorLabel: this.settings.healthCheckKeyLabel }, timeoutMs);
+  }
+
+  private toHsmError(error: unknown): HsmError {
+    if (error instanceof HsmError) return error.withMember(this.id);
+    if ((error as { code?: string }).code === 'EOPENBREAKER') return new HsmError('unavailable', 'circuit breaker is open', { member: this.id });
+    return new HsmError('internal', String(error), { member: this.id });
+  }
+
   private async deepCheck(
     timeoutMs: number,
     run: <K extends 'encrypt' | 'decrypt'>(operation: Extract<AgentOperation, { op: K }>, budget: number) => Promise<AgentResults[K]>,
@@ -216,6 +309,11 @@ export class HsmMember {
       throw new HsmError('device', 'health-check round trip returned different bytes');
     }
     return { ok: true, latencyMs: performance.now() - started, at: Date.now() };
+  }
+
+  private isAvailable(slot: AgentSlot, now = performance.now()): boolean {
+    const agent = slot.agent;
+    return !slot.starting && agent !== undefined && agent.alive && agent.oldestOutstandingMs(now) <= this.settings.callTimeoutMs;
   }
 
   private pickSlot(): AgentSlot {
@@ -236,9 +334,14 @@ export class HsmMember {
     this.latencyMs = this.latencyMs === undefined ? ms : this.latencyMs + LATENCY_SMOOTHING * (ms - this.latencyMs);
   }
 
+  private noteError(message: string): void {
+    this.lastError = message;
+    this.lastErrorAt = Date.now();
+  }
+
   private onFailure(slot: AgentSlot, agent: AgentProcess, error: HsmError): void {
     if (!error.blamesMember) return;
-    this.lastError = error.message;
+    this.noteError(error.message);
     // A device error leaves some modules returning DEVICE_ERROR until re-initialised
     // (p11-kit, hsm-notes), so the agent is replaced with a fresh PKCS#11 context.
     if (error.kind === 'device' && slot.agent === agent) {
@@ -254,7 +357,7 @@ export class HsmMember {
       if (agent === undefined || !agent.alive) continue;
       const hungFor = agent.oldestOutstandingMs(now);
       if (hungFor > this.settings.hungAfterMs) {
-        this.lastError = `agent hung for ${Math.round(hungFor)} ms`;
+        this.noteError(`agent hung for ${Math.round(hungFor)} ms`);
         this.logger.error({ hungForMs: Math.round(hungFor), pid: agent.pid }, 'HSM call hung; killing agent and rebuilding its PKCS#11 context');
         agent.kill('hung call');
       }
@@ -284,15 +387,18 @@ export class HsmMember {
         (error: unknown) => ({ ok: false, latencyMs: 0, at: Date.now(), error: (error as Error).message }) satisfies ProbeResult,
       );
       this.lastProbe = probe;
-      if (!probe.ok) {
-        throw new HsmError('device', `deep check failed: ${probe.error ?? 'unknown'}`);
-      }
+      if (!probe.ok) throw new HsmError('device', `deep check failed: ${probe.error ?? 'unknown'}`);
+      // ...and holds the same key material as the rest of the cluster.
+      const mismatch = await this.verifier?.((labels) =>
+        agent.call({ op: 'fingerprint', labels, fixedVectorLabel: this.settings.healthCheckKeyLabel }, this.settings.agentStartTimeoutMs),
+      );
+      if (mismatch !== undefined) this.fenceOff(mismatch, 'proxy');
       slot.starting = false;
       slot.failures = 0;
       this.logger.info({ agent: slot.index, pid: agent.pid, latencyMs: Math.round(probe.latencyMs) }, 'agent serving');
     } catch (error) {
       const failure = error instanceof HsmError ? error : new HsmError('internal', String(error));
-      this.lastError = failure.message;
+      this.noteError(failure.message);
       slot.agent?.kill('start failed');
       slot.agent = undefined;
       if (failure.kind === 'misconfigured') {
@@ -309,14 +415,14 @@ export class HsmMember {
     if (slot.agent !== agent) return;
     slot.agent = undefined;
     if (this.closed) return;
-    this.lastError = `agent ${reason}`;
+    this.noteError(`agent ${reason}`);
     this.scheduleRestart(slot, reason);
   }
 
   private scheduleRestart(slot: AgentSlot, reason: string): void {
     if (this.closed || slot.restartTimer !== undefined) return;
     slot.starting = true;
-    const delay = Math.min(MAX_RESTART_BACKOFF_MS, 100 * 2 ** slot.failures);
+    const delay = Math.min(this.settings.maxRestartBackoffMs, 100 * 2 ** slot.failures);
     slot.failures += 1;
     this.logger.warn({ agent: slot.index, reason, retryInMs: delay }, 'agent down; restarting');
     slot.restartTimer = setTimeout(() => {

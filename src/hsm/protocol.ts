@@ -33,12 +33,15 @@ export type AgentOperation =
   | { op: 'encrypt'; label: string; aad: string; plaintext: string }
   | { op: 'decrypt'; label: string; aad: string; iv: string; ciphertext: string }
   | { op: 'describe'; label: string }
+  | { op: 'fingerprint'; labels: string[]; fixedVectorLabel: string }
   | { op: 'ping' };
 
 export interface AgentResults {
   encrypt: { iv: string; ciphertext: string };
   decrypt: { plaintext: string };
   describe: KeyDescription;
+  /** Per label: "kcv:<hex>", "gcm:<hex>" (fixed-vector fallback), "unknown", or null when the key is missing. */
+  fingerprint: Record<string, string | null>;
   ping: { slotDescription: string };
 }
 

@@ -6,6 +6,8 @@ export interface KeyEntry {
   /** CKA_LABEL of the key object on every HSM member. */
   readonly label: string;
   readonly enabled: boolean;
+  /** Pinned KCV (hex) the HSM members must report for this key's object. */
+  readonly checkValue: string | undefined;
 }
 
 /** A logical key store: one URI prefix with its own credentials and its own keys. */
@@ -31,7 +33,7 @@ export class KeyCatalog {
       config.keyStores.map((store) => ({
         name: store.name,
         uriPrefix: store.uriPrefix,
-        keys: new Map(store.keys.map((key) => [key.id, { id: key.id, label: key.label ?? key.id, enabled: key.enabled }])),
+        keys: new Map(store.keys.map((key) => [key.id, { id: key.id, label: key.label ?? key.id, enabled: key.enabled, checkValue: key.checkValue }])),
         regions: store.regions === undefined ? undefined : new Set(store.regions),
         rateLimit: store.rateLimit,
       })),

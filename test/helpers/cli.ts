@@ -30,6 +30,17 @@ export function runCli(args: readonly string[], options: { env?: Record<string, 
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 
+/** Like runCli, but without blocking the event loop: needed when the proxy under test runs in this process. */
+export async function runCliAsync(args: readonly string[], options: { env?: Record<string, string>; logName?: string } = {}): Promise<CliResult> {
+  const proxy = startCli(args, { env: options.env ?? {}, logName: options.logName ?? 'cli' });
+  const status = await new Promise<number | null>((resolve) => {
+    if (proxy.child.exitCode !== null) resolve(proxy.child.exitCode);
+    else proxy.child.once('exit', (code) => resolve(code));
+  });
+  const text = proxy.output();
+  return { status, stdout: text, stderr: text };
+}
+
 export interface CliProcess {
   readonly child: ChildProcess;
   /** Everything the process wrote so far, both streams. */

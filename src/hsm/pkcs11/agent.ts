@@ -56,6 +56,8 @@ function run(call: AgentOperation): unknown {
     }
     case 'describe':
       return engine.describe(call.label);
+    case 'fingerprint':
+      return engine.fingerprint(call.labels, call.fixedVectorLabel);
     case 'ping':
       return { slotDescription: engine.ping() };
   }

@@ -128,6 +128,44 @@ export class Pkcs11Engine {
     });
   }
 
+  /**
+   * What identifies each key's material without revealing it: CKA_CHECK_VALUE
+   * where the token has it; for the health-check key only, a GCM encryption of
+   * a fixed block under a fixed IV (a test key, so the fixed IV is harmless;
+   * customer keys never get crypto operations the customer did not ask for).
+   */
+  fingerprint(labels: readonly string[], fixedVectorLabel: string): Record<string, string | null> {
+    const session = this.requireSession();
+    const out: Record<string, string | null> = {};
+    for (const label of labels) {
+      let key: Buffer;
+      try {
+        this.keyHandles.delete(label); // Always look again: the point is to see what is on the token now.
+        key = this.findKey(session, label);
+      } catch (error) {
+        if (error instanceof HsmError && error.kind === 'key-not-found') {
+          out[label] = null;
+          continue;
+        }
+        throw toHsmError(error, 'find');
+      }
+      const checkValue = readCheckValue(this.p11, session, key);
+      if (checkValue !== undefined) out[label] = `kcv:${checkValue}`;
+      else if (label === fixedVectorLabel) out[label] = `gcm:${this.fixedVectorCiphertext(session, key)}`;
+      else out[label] = 'unknown';
+    }
+    return out;
+  }
+
+  private fixedVectorCiphertext(session: Buffer, key: Buffer): string {
+    try {
+      this.p11.C_EncryptInit(session, gcmMechanism(Buffer.alloc(GCM_IV_BYTES), Buffer.from('hyok-proxy key consistency check')), key);
+      return this.p11.C_Encrypt(session, Buffer.alloc(16), Buffer.alloc(16 + GCM_TAG_BYTES)).toString('hex');
+    } catch (error) {
+      throw toHsmError(error, 'encrypt');
+    }
+  }
+
   /** Cheap liveness probe that still crosses into the token. */
   ping(): string {
     const session = this.requireSession();

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import pkcs11js from 'pkcs11js';
@@ -23,18 +24,20 @@ describe('GetKeyMetadata', () => {
     p11.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK });
     try {
       const pin = readFileSync(fixture.dev.pinFile, 'utf8').trim();
+      const material = randomBytes(16);
       const slots = p11.C_GetSlotList(true).filter((slot) => p11.C_GetTokenInfo(slot).label.trim().startsWith('hyok-dev-'));
       assert.equal(slots.length, 3);
       for (const slot of slots) {
         const session = p11.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
         p11.C_Login(session, pkcs11js.CKU_USER, pin);
-        p11.C_GenerateKey(session, { mechanism: pkcs11js.CKM_AES_KEY_GEN }, [
+        // Identical material on every member, or the key consistency check would quarantine it.
+        p11.C_CreateObject(session, [
           { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
           { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
           { type: pkcs11js.CKA_TOKEN, value: true },
           { type: pkcs11js.CKA_PRIVATE, value: true },
           { type: pkcs11js.CKA_LABEL, value: 'aes128_key' },
-          { type: pkcs11js.CKA_VALUE_LEN, value: 16 },
+          { type: pkcs11js.CKA_VALUE, value: material },
           { type: pkcs11js.CKA_ENCRYPT, value: true },
           { type: pkcs11js.CKA_DECRYPT, value: true },
         ]);

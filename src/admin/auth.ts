@@ -1,0 +1,87 @@
+import type { Request } from 'express';
+import { errors as joseErrors, jwtVerify } from 'jose';
+import type { TLSSocket } from 'node:tls';
+import { ADMIN_ROLES, type AdminRole, type Config } from '../config/schema.js';
+import type { JwksSource } from './jwks.js';
+
+export interface AdminIdentity {
+  /** JWT subject or client-certificate CN. */
+  readonly actor: string;
+  readonly via: 'mtls' | 'jwt';
+  readonly roles: ReadonlySet<AdminRole>;
+}
+
+export class AdminAuthError extends Error {
+  readonly status: 401 | 403;
+  /** For the audit log only (e.g. which JWT check failed); never sent to the caller. */
+  readonly detail: string | undefined;
+
+  constructor(status: 401 | 403, message: string, detail?: string) {
+    super(message);
+    this.name = 'AdminAuthError';
+    this.status = status;
+    this.detail = detail;
+  }
+}
+
+type AdminConfig = Config['admin'];
+
+const BEARER = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)$/;
+const KNOWN_ROLES: ReadonlySet<string> = new Set(ADMIN_ROLES);
+
+function rolesFrom(value: unknown): Set<AdminRole> {
+  const list = Array.isArray(value) ? value : typeof value === 'string' ? value.split(' ') : [];
+  return new Set(list.filter((role): role is AdminRole => typeof role === 'string' && KNOWN_ROLES.has(role)));
+}
+
+/**
+ * Who is calling the admin API: a client certificate chained to the admin CA
+ * and listed by CN, or else a bearer JWT signed by a key of the configured
+ * JWKS with the pinned issuer, audience and algorithms. Anything else is 401.
+ */
+export class AdminAuthenticator {
+  private readonly config: AdminConfig;
+  private readonly jwks: JwksSource | undefined;
+
+  constructor(config: AdminConfig, jwks: JwksSource | undefined) {
+    this.config = config;
+    this.jwks = jwks;
+  }
+
+  async authenticate(req: Request): Promise<AdminIdentity> {
+    const certificates = this.config.clientCertificates;
+    const socket = req.socket as TLSSocket;
+    if (certificates !== undefined && socket.authorized) {
+      const cn = socket.getPeerCertificate().subject?.CN;
+      const name = Array.isArray(cn) ? cn[0] : cn;
+      const roles = name === undefined ? undefined : certificates.roles[name];
+      if (name !== undefined && roles !== undefined) return { actor: name, via: 'mtls', roles: new Set(roles) };
+    }
+    const header = req.headers.authorization;
+    if (header === undefined) throw new AdminAuthError(401, 'authentication required: a listed client certificate or a bearer token');
+    if (this.config.jwt === undefined || this.jwks === undefined) throw new AdminAuthError(401, 'bearer tokens are not accepted here');
+    const match = BEARER.exec(header);
+    if (match === null) throw new AdminAuthError(401, 'malformed Authorization header');
+    const jwt = this.config.jwt;
+    try {
+      const { payload } = await jwtVerify(match[1] as string, this.jwks.getKey, {
+        issuer: jwt.issuer,
+        audience: jwt.audience,
+        algorithms: jwt.algorithms,
+        clockTolerance: jwt.clockToleranceS,
+        requiredClaims: ['exp', 'sub'],
+      });
+      return { actor: payload.sub as string, via: 'jwt', roles: rolesFrom(payload[jwt.rolesClaim]) };
+    } catch (error) {
+      // One answer for every verification failure: no oracle on which check failed; the audit log has it.
+      const code = error instanceof joseErrors.JOSEError ? error.code : 'ERR_UNKNOWN';
+      throw new AdminAuthError(401, 'invalid bearer token', code);
+    }
+  }
+}
+
+export function requireRole(identity: AdminIdentity, allowed: readonly AdminRole[]): void {
+  if (!allowed.some((role) => identity.roles.has(role))) {
+    throw new AdminAuthError(403, `needs one of the roles: ${allowed.join(', ')}`);
+  }
+}
