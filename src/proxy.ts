@@ -20,14 +20,20 @@ import { HsmCluster } from './hsm/cluster.js';
 import { HealthMonitor } from './hsm/health.js';
 import { KeyConsistency, type KeyExpectation } from './hsm/key-consistency.js';
 import { HsmMember } from './hsm/member.js';
-import { KeyCatalog } from './keys/catalog.js';
+import { KeyCatalog, objectLabel } from './keys/catalog.js';
 import { KeyService } from './keys/key-service.js';
 import { createLogger } from './lib/logger.js';
+import { DecisionCache } from './cache/decision-cache.js';
+import { RedisStateNotifier, RedisTier } from './cache/redis.js';
+import { keyRef, type StateDocument } from './state/document.js';
+import { HsmStateStore } from './state/hsm-store.js';
+import { KeyLifecycle } from './state/key-lifecycle.js';
+import { LifecycleMaintenance } from './state/maintenance.js';
+import { StateService } from './state/service.js';
 import { FileWatchSet } from './lib/file-watch.js';
 import { fromRoot } from './lib/paths.js';
 import { ProxyMetrics } from './observability/metrics.js';
-import { ALLOW_ALL_AUTHORIZER, type Authorizer } from './policy/authorizer.js';
-import { PolicyEngine } from './policy/engine.js';
+import { PolicyProvider } from './policy/provider.js';
 import { checkClientCertificate, loadSecureContextOptions, serverTlsSettings } from './listener/tls.js';
 
 export const PRODUCT_VERSION = '0.1.0';
@@ -62,16 +68,6 @@ export interface RunningProxy {
   ready(): boolean;
   reload(): Promise<ReloadResult>;
   close(): Promise<void>;
-}
-
-function buildAuthorizer(config: Config, logger: Logger): Authorizer {
-  if (config.policy.file === undefined) {
-    logger.warn('no policy file configured: every authenticated request for a configured key is allowed');
-    return ALLOW_ALL_AUTHORIZER;
-  }
-  const engine = PolicyEngine.fromFile(config.policy.file);
-  logger.info({ policyVersion: engine.version.slice(0, 12) }, 'policy loaded');
-  return engine;
 }
 
 function buildMembers(config: Config, env: Environment, logger: Logger): HsmMember[] {
@@ -113,10 +109,17 @@ function listen(server: HttpServer | HttpsServer, host: string, port: number): P
   });
 }
 
-/** Every key the members must hold identically: all key stores' labels plus the health-check key. */
-function keyExpectations(catalog: KeyCatalog, config: Config): KeyExpectation[] {
+/** Every key object the members must hold identically: each live version of each key, plus the health-check key. */
+function keyExpectations(catalog: KeyCatalog, config: Config, state: StateDocument): KeyExpectation[] {
   const byLabel = new Map<string, string | undefined>();
-  for (const store of catalog.stores()) for (const key of store.keys.values()) byLabel.set(key.label, key.checkValue ?? byLabel.get(key.label));
+  for (const store of catalog.stores()) {
+    for (const key of store.keys.values()) {
+      const record = state.keys[keyRef(store.name, key.id)];
+      const versions = record === undefined ? [1] : Object.entries(record.versions).filter(([, entry]) => entry.state !== 'destroyed').map(([version]) => Number(version));
+      // The pin names version 1, the object provisioned by hand; later versions are made by rotation.
+      for (const version of versions) byLabel.set(objectLabel(key, version), version === 1 ? (key.checkValue ?? byLabel.get(key.label)) : undefined);
+    }
+  }
   byLabel.set(config.hsm.healthCheck.keyLabel, config.hsm.healthCheck.checkValue);
   return [...byLabel].map(([label, checkValue]) => ({ label, checkValue }));
 }
@@ -146,20 +149,62 @@ export async function startProxy(loaded: LoadedConfig, options: ProxyOptions = {
 
   let catalog = KeyCatalog.fromConfig(config);
   let credentials = CredentialStore.fromConfig(config, env);
-  let authorizer = buildAuthorizer(config, logger);
   let clientAuth = config.server.tls.clientAuth;
 
+  const redis = config.redis === undefined ? undefined : new RedisTier(config.redis, logger.child({ component: 'redis' }));
+  if (redis !== undefined) metrics.watchRedis(() => redis.status());
+  const decisions = new DecisionCache({
+    entries: config.policy.decisionCacheEntries,
+    ttlMs: config.policy.decisionTtlMs,
+    redis:
+      redis === undefined || config.redis === undefined
+        ? undefined
+        : { tier: redis, signingKey: Buffer.from(readSecret(config.redis.decisionSigningKey, 'redis.decisionSigningKey', env), 'utf8') },
+    counters: metrics.decisionCache,
+  });
+  const policy = new PolicyProvider(config.policy, decisions, logger.child({ component: 'policy' }));
+
   const cluster = new HsmCluster(buildMembers(config, env, logger), logger.child({ component: 'cluster' }));
+  const stateStore = new HsmStateStore(
+    cluster,
+    config.hsm.members.map((member, index) => ({
+      id: member.id,
+      target: () => ({
+        module: member.module,
+        tokenLabel: member.tokenLabel,
+        pin: readSecret(member.pin, `hsm.members[${index}].pin`, env),
+        environment: member.environment,
+      }),
+    })),
+    Math.max(config.hsm.callTimeoutMs * 5, 1000),
+    logger.child({ component: 'state' }),
+  );
+  const notifier = redis === undefined || config.redis === undefined ? undefined : new RedisStateNotifier(config.redis, redis, logger.child({ component: 'redis' }));
+  const state = new StateService(stateStore, { syncIntervalMs: config.state.syncIntervalMs }, notifier, logger.child({ component: 'state' }));
   cluster.useKeyConsistency(
     new KeyConsistency(
       cluster,
       { intervalMs: config.hsm.keyCheck.intervalMs, timeoutMs: Math.max(config.hsm.callTimeoutMs * 5, 1000) },
-      () => keyExpectations(catalog, config),
+      () => keyExpectations(catalog, config, state.current),
       logger.child({ component: 'key-consistency' }),
     ),
   );
   metrics.watchCluster(cluster);
   await cluster.start();
+  // The state lives on the members (ADR 0004): read it before serving, so a kill switch survives restarts.
+  await state.start();
+  policy.loadConfig(config.policy, state.current);
+  state.onChange((document) => policy.onState(document));
+  const keyService = new KeyService(cluster);
+  const maintenance = new LifecycleMaintenance({
+    state,
+    store: stateStore,
+    catalog: () => catalog,
+    rotation: config.state.rotationScheduler ? { state, store: stateStore, keys: keyService } : undefined,
+    intervalMs: config.state.syncIntervalMs,
+    logger: logger.child({ component: 'lifecycle' }),
+  });
+  maintenance.start();
   const health = new HealthMonitor(
     cluster,
     { intervalMs: config.hsm.healthCheck.intervalMs, maxAgeMs: config.hsm.healthCheck.maxAgeMs, probeTimeoutMs: Math.max(config.hsm.callTimeoutMs * 2, 200) },
@@ -168,9 +213,10 @@ export async function startProxy(loaded: LoadedConfig, options: ProxyOptions = {
   health.start();
 
   const deps: XksDependencies = {
-    keys: new KeyService(cluster),
+    keys: keyService,
+    lifecycle: new KeyLifecycle(state),
     health,
-    authorizer: () => authorizer,
+    authorizer: () => policy.current(),
     limits: { maxPlaintextBytes: config.server.limits.maxPlaintextBytes, maxAadBytes: config.server.limits.maxAadBytes },
     proxy: {
       vendor: config.proxy.vendor,
@@ -299,6 +345,14 @@ export async function startProxy(loaded: LoadedConfig, options: ProxyOptions = {
         cluster,
         audit,
         logger: logger.child({ component: 'admin' }),
+        lifecycle: {
+          state,
+          catalog: () => catalog,
+          rotation: { state, store: stateStore, keys: keyService },
+          policy,
+          memberIds: config.hsm.members.map((member) => member.id),
+          dualControl: config.dualControl,
+        },
       })
     : undefined;
 
@@ -310,7 +364,8 @@ export async function startProxy(loaded: LoadedConfig, options: ProxyOptions = {
     try {
       const next = loadConfig(loaded.file, env);
       const nextCredentials = CredentialStore.fromConfig(next.config, env);
-      const nextAuthorizer = buildAuthorizer(next.config, logger);
+      // Validates the policy file before anything is swapped; throws (and the reload is refused) when it is invalid.
+      policy.loadConfig(next.config.policy, state.current);
       // The running client-auth mode decides whether the client CA belongs in the context (mode is restart-only).
       const runningMode = loaded.config.server.tls.clientAuth.mode;
       if (runningMode !== 'off' && next.config.server.tls.clientAuth.caFile === undefined) {
@@ -336,7 +391,6 @@ export async function startProxy(loaded: LoadedConfig, options: ProxyOptions = {
       server.setSecureContext(nextTls);
       catalog = KeyCatalog.fromConfig(next.config);
       credentials = nextCredentials;
-      authorizer = nextAuthorizer;
       clientAuth = { ...next.config.server.tls.clientAuth, mode: running.server.tls.clientAuth.mode };
       fileWatch?.watch(watchedFiles(next.config, loaded.file));
       audit.write({ event: 'config.reload', detail: 'configuration, credentials, policy and certificates reloaded' });
@@ -359,6 +413,8 @@ export async function startProxy(loaded: LoadedConfig, options: ProxyOptions = {
     closing ??= (async () => {
       fileWatch?.close();
       health.stop();
+      maintenance.stop();
+      state.stop();
       const drained = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       const timer = setTimeout(() => server.closeAllConnections(), DRAIN_TIMEOUT_MS);
@@ -367,6 +423,8 @@ export async function startProxy(loaded: LoadedConfig, options: ProxyOptions = {
       if (metricsServer !== undefined) await new Promise<void>((resolve) => metricsServer?.close(() => resolve()));
       await admin?.close();
       await cluster.close();
+      await notifier?.close();
+      await redis?.close();
       audit.write({ event: 'proxy.stop', detail: 'shut down' });
       audit.close();
       logger.info('hyok-proxy stopped');

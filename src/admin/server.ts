@@ -10,7 +10,9 @@ import { DEFAULT_TLS_CIPHERS } from '../config/schema.js';
 import type { HsmCluster } from '../hsm/cluster.js';
 import type { MemberSnapshot } from '../hsm/member.js';
 import { AdminAuthError, AdminAuthenticator, requireRole, type AdminIdentity } from './auth.js';
+import { AdminRequestError } from './errors.js';
 import { JwksSource } from './jwks.js';
+import { lifecycleRoutes, type LifecycleRoutesContext } from './lifecycle-routes.js';
 
 /**
  * The admin API, on its own listener and with its own authentication: members
@@ -25,6 +27,8 @@ export interface AdminServerOptions {
   readonly cluster: HsmCluster;
   readonly audit: AuditLog;
   readonly logger: Logger;
+  /** Key lifecycle, kill switch, approvals and policy routes. */
+  readonly lifecycle?: Omit<LifecycleRoutesContext, 'record'>;
 }
 
 export interface RunningAdminServer {
@@ -81,17 +85,6 @@ export function memberView(snapshot: MemberSnapshot): MemberView {
 const READ_ROLES: readonly AdminRole[] = ['operator', 'auditor'];
 const OPERATE_ROLES: readonly AdminRole[] = ['operator'];
 const MAX_REASON_LENGTH = 256;
-
-class AdminRequestError extends Error {
-  readonly status: number;
-  readonly code: string;
-
-  constructor(status: number, code: string, message: string) {
-    super(message);
-    this.status = status;
-    this.code = code;
-  }
-}
 
 function reasonFrom(body: unknown): string | undefined {
   if (body === undefined || body === null || (typeof body === 'object' && Object.keys(body).length === 0)) return undefined;
@@ -201,6 +194,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Run
   for (const name of ['drain', 'fence', 'restore'] as const) {
     app.post(`/admin/v1/members/:id/${name}`, (req, res, next) => void action(name)(req, res).catch(next));
   }
+  if (options.lifecycle !== undefined) app.use(lifecycleRoutes({ ...options.lifecycle, record }));
 
   app.use((_req, res) => {
     res.status(404).json({ error: 'not_found', message: 'no such admin resource' });

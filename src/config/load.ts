@@ -109,11 +109,20 @@ function resolveRelativePaths(config: Config, baseDir: string): Config {
       ...config.hsm,
       members: config.hsm.members.map((member) => ({ ...member, module: abs(member.module), pin: secret(member.pin) })),
     },
+    ...(config.redis === undefined
+      ? {}
+      : {
+          redis: {
+            ...config.redis,
+            decisionSigningKey: secret(config.redis.decisionSigningKey),
+            ...(config.redis.password === undefined ? {} : { password: secret(config.redis.password) }),
+          },
+        }),
     keyStores: config.keyStores.map((store) => ({
       ...store,
       credentials: store.credentials.map((credential) => ({ ...credential, secretAccessKey: secret(credential.secretAccessKey) })),
     })),
-    policy: config.policy.file === undefined ? config.policy : { file: abs(config.policy.file) },
+    policy: config.policy.file === undefined ? config.policy : { ...config.policy, file: abs(config.policy.file) },
     admin: {
       ...config.admin,
       ...(config.admin.tls === undefined ? {} : { tls: { certFile: abs(config.admin.tls.certFile), keyFile: abs(config.admin.tls.keyFile) } }),
@@ -158,6 +167,8 @@ function preflightSecrets(config: Config, file: string, env: Environment): void 
     }
   };
   config.hsm.members.forEach((member, index) => check(member.pin, `hsm.members[${index}].pin`));
+  if (config.redis?.password !== undefined) check(config.redis.password, 'redis.password');
+  if (config.redis !== undefined) check(config.redis.decisionSigningKey, 'redis.decisionSigningKey', /^.{32,}$/s, 'must be at least 32 characters');
   config.keyStores.forEach((store, s) =>
     store.credentials.forEach((credential, c) =>
       check(

@@ -179,6 +179,8 @@ const KeySchema = z.strictObject({
   enabled: z.boolean().default(true),
   /** Pinned KCV (CKA_CHECK_VALUE, hex, as `hyok-proxy keys check` prints it): members holding other material are fenced. */
   checkValue: z.string().regex(/^[0-9A-Fa-f]{2,64}$/, 'must be hex').optional(),
+  /** Cryptoperiod of a key version: the rotation scheduler makes a new version when the current one is older. */
+  rotationPeriodDays: z.number().int().min(1).max(3650).optional(),
 });
 
 const CredentialSchema = z.strictObject({
@@ -271,6 +273,36 @@ const AdminSchema = z
     }
   });
 
+const HostPort = z.string().regex(/^[A-Za-z0-9.-]+:\d{1,5}$/, 'must be host:port');
+
+/** Redis: shared decision cache and state-change notifications only. Never the source of truth, never required. */
+const RedisSchema = z
+  .strictObject({
+    /** Single node: redis://[user@]host:port[/db] or rediss:// for TLS. */
+    url: z.string().regex(/^rediss?:\/\/[^\s]+$/, 'must be a redis:// or rediss:// URL').optional(),
+    sentinel: z.strictObject({ sentinels: z.array(HostPort).min(1), masterName: z.string().min(1) }).optional(),
+    cluster: z.strictObject({ nodes: z.array(HostPort).min(1) }).optional(),
+    password: SecretRefSchema.optional(),
+    /** MAC key for decisions shared in Redis (same on every replica, at least 32 characters): Redis can then not forge a decision. */
+    decisionSigningKey: SecretRefSchema,
+    /** A command slower than this counts as failed and the proxy carries on without Redis. */
+    commandTimeoutMs: z.number().int().min(1).max(1000).default(5),
+    keyPrefix: z.string().regex(/^[A-Za-z0-9:_-]{1,32}$/).default('hyok:'),
+    breaker: z
+      .strictObject({
+        errorThresholdPercentage: z.number().min(1).max(100).default(50),
+        volumeThreshold: z.number().int().min(1).default(10),
+        resetTimeoutMs: z.number().int().min(100).default(2000),
+        rollingWindowMs: z.number().int().min(1000).default(10_000),
+      })
+      .prefault({}),
+  })
+  .superRefine((value, ctx) => {
+    const modes = [value.url, value.sentinel, value.cluster].filter((entry) => entry !== undefined).length;
+    if (modes !== 1) ctx.addIssue({ code: 'custom', path: [], message: 'give exactly one of url, sentinel or cluster' });
+  });
+export type RedisConfig = z.infer<typeof RedisSchema>;
+
 const LogDestinationSchema = z.union([z.literal('stdout'), z.literal('stderr'), z.strictObject({ file: z.string().min(1) })]);
 
 export const ConfigSchema = z
@@ -288,8 +320,31 @@ export const ConfigSchema = z
     keyStores: z.array(KeyStoreSchema).min(1),
     policy: z
       .strictObject({
-        /** Policy file (YAML); without one every authenticated request for a configured key is allowed. */
+        /** Policy file (YAML); without one (and without a managed policy) every authenticated request for a configured key is allowed. */
         file: z.string().min(1).optional(),
+        /** file: the file is the policy (changes go through your deployment review); managed: the admin API changes it, widening needs dual control. */
+        source: z.enum(['file', 'managed']).default('file'),
+        /** How long a cached decision lives, in the process and in Redis. */
+        decisionTtlMs: z.number().int().min(0).max(3_600_000).default(60_000),
+        /** Decisions held in the in-process LRU. */
+        decisionCacheEntries: z.number().int().min(0).max(1_000_000).default(10_000),
+      })
+      .prefault({}),
+    redis: RedisSchema.optional(),
+    /** Fleet state (lifecycle, kill switches, approvals; ADR 0004). */
+    state: z
+      .strictObject({
+        /** How often the state is re-read from the HSMs when no Redis notification comes. */
+        syncIntervalMs: z.number().int().min(500).default(5000),
+        /** Run scheduled key rotations on this replica (give it to one replica or a CronJob). */
+        rotationScheduler: z.boolean().default(false),
+      })
+      .prefault({}),
+    dualControl: z
+      .strictObject({
+        /** Distinct approvers needed, none of them the requester. */
+        requiredApprovals: z.number().int().min(1).max(5).default(2),
+        windowMinutes: z.number().int().min(1).max(7 * 24 * 60).default(60),
       })
       .prefault({}),
     audit: z

@@ -281,6 +281,12 @@ export class HsmMember {
     return result;
   }
 
+  /** The data objects with this label on the token (the shared state document, ADR 0004). */
+  async readData(label: string, timeoutMs: number): Promise<string[]> {
+    const slot = this.pickSlot();
+    return (await (slot.agent as AgentProcess).call({ op: 'readData', label }, timeoutMs)).values;
+  }
+
   /** Key fingerprints from one serving agent (see Pkcs11Engine.fingerprint). */
   async fingerprints(labels: string[], timeoutMs: number): Promise<Record<string, string | null>> {
     const slot = this.pickSlot();

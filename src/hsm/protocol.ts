@@ -34,6 +34,7 @@ export type AgentOperation =
   | { op: 'decrypt'; label: string; aad: string; iv: string; ciphertext: string }
   | { op: 'describe'; label: string }
   | { op: 'fingerprint'; labels: string[]; fixedVectorLabel: string }
+  | { op: 'readData'; label: string }
   | { op: 'ping' };
 
 export interface AgentResults {
@@ -42,6 +43,8 @@ export interface AgentResults {
   describe: KeyDescription;
   /** Per label: "kcv:<hex>", "gcm:<hex>" (fixed-vector fallback), "unknown", or null when the key is missing. */
   fingerprint: Record<string, string | null>;
+  /** Every CKO_DATA object with the label (two while a write swaps them), Base64. */
+  readData: { values: string[] };
   ping: { slotDescription: string };
 }
 

@@ -9,7 +9,13 @@ export type AdminOperation =
   | { op: 'generate'; label: string; usage: KeyUsageFlags }
   | { op: 'import'; label: string; usage: KeyUsageFlags; material: string }
   | { op: 'list' }
-  | { op: 'destroy'; label: string };
+  | { op: 'destroy'; label: string }
+  /**
+   * Stores a versioned JSON document as a private data object, compare-and-set:
+   * refused (conflict) when the token already holds a document whose top-level
+   * "version" is >= `version`. The old objects are destroyed after the new one exists.
+   */
+  | { op: 'putData'; label: string; value: string; version: number };
 
 export interface AdminRequest {
   module: string;
@@ -19,6 +25,8 @@ export interface AdminRequest {
 }
 
 export type AdminResponse = { ok: true; results: unknown[] } | { ok: false; error: { kind: HsmErrorKind; message: string } };
+
+export type PutDataResult = { written: true } | { written: false; conflictVersion: number };
 
 export interface TokenKey {
   label: string;

@@ -8,6 +8,8 @@ export interface KeyEntry {
   readonly enabled: boolean;
   /** Pinned KCV (hex) the HSM members must report for this key's object. */
   readonly checkValue: string | undefined;
+  /** Scheduled rotation: a new version when the current one is older than this. */
+  readonly rotationPeriodDays: number | undefined;
 }
 
 /** A logical key store: one URI prefix with its own credentials and its own keys. */
@@ -33,7 +35,12 @@ export class KeyCatalog {
       config.keyStores.map((store) => ({
         name: store.name,
         uriPrefix: store.uriPrefix,
-        keys: new Map(store.keys.map((key) => [key.id, { id: key.id, label: key.label ?? key.id, enabled: key.enabled, checkValue: key.checkValue }])),
+        keys: new Map(
+          store.keys.map((key) => [
+            key.id,
+            { id: key.id, label: key.label ?? key.id, enabled: key.enabled, checkValue: key.checkValue, rotationPeriodDays: key.rotationPeriodDays },
+          ]),
+        ),
         regions: store.regions === undefined ? undefined : new Set(store.regions),
         rateLimit: store.rateLimit,
       })),

@@ -1,4 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { CacheCounters, CacheTier } from '../cache/decision-cache.js';
+import type { RedisStatus } from '../cache/redis.js';
 import type { HsmCluster } from '../hsm/cluster.js';
 
 const HEALTH_VALUE = { ACTIVE: 2, DEGRADED: 1, UNAVAILABLE: 0 } as const;
@@ -29,6 +31,29 @@ export class ProxyMetrics {
       labelNames: ['contract', 'api', 'outcome'],
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
       registers: [this.registry],
+    });
+  }
+
+  /** Decision-cache hits and misses per tier (memory, redis). */
+  readonly decisionCache: CacheCounters = (() => {
+    const counter = new Counter({
+      name: 'hyok_policy_decision_cache_total',
+      help: 'Policy decision cache lookups by tier (memory, redis) and result (hit, miss).',
+      labelNames: ['tier', 'result'],
+      registers: [this.registry],
+    });
+    return { count: (tier: CacheTier, result: 'hit' | 'miss') => counter.inc({ tier, result }) };
+  })();
+
+  watchRedis(status: () => RedisStatus): void {
+    new Gauge({
+      name: 'hyok_redis_up',
+      help: '1 when the Redis connection is ready and its breaker closed, else 0.',
+      registers: [this.registry],
+      collect() {
+        const current = status();
+        this.set(current.connected && current.breaker === 'closed' ? 1 : 0);
+      },
     });
   }
 

@@ -21,7 +21,7 @@ export interface AuthorizationDecision {
 }
 
 export interface Authorizer {
-  authorize(input: AuthorizationInput): AuthorizationDecision;
+  authorize(input: AuthorizationInput): AuthorizationDecision | Promise<AuthorizationDecision>;
 }
 
 /**

@@ -3,6 +3,7 @@ import type { HealthMonitor } from '../../hsm/health.js';
 import type { KeyEntry, KeyStore } from '../../keys/catalog.js';
 import type { HsmAttribution, KeyService } from '../../keys/key-service.js';
 import type { Authorizer } from '../../policy/authorizer.js';
+import type { KeyLifecycle } from '../../state/key-lifecycle.js';
 import { ProxyError } from '../../errors/proxy-error.js';
 import type { components } from './openapi-types.js';
 
@@ -23,6 +24,8 @@ export interface AuditNotes {
   keyVersion?: number;
   policyStatement?: string;
   reason?: string;
+  /** A compromised key was used under an override: the audit record is written at alert level. */
+  alert?: boolean;
 }
 
 export interface XksCall {
@@ -43,6 +46,7 @@ export interface ProxyIdentity {
 
 export interface XksDependencies {
   readonly keys: KeyService;
+  readonly lifecycle: KeyLifecycle;
   readonly health: HealthMonitor;
   readonly authorizer: () => Authorizer;
   readonly limits: { readonly maxPlaintextBytes: number; readonly maxAadBytes: number };
@@ -73,10 +77,10 @@ function arnParts(arn: string | undefined): { region: string | undefined; accoun
 }
 
 /** Checks secondary authorization; records the deciding statement for the audit log. */
-export function authorize(call: XksCall, deps: XksDependencies, action: string, metadata: RequestMetadata): void {
+export async function authorize(call: XksCall, deps: XksDependencies, action: string, metadata: RequestMetadata): Promise<void> {
   const keyArn = arnParts(metadata.kmsKeyArn);
   const principal = arnParts(metadata.awsPrincipalArn);
-  const decision = deps.authorizer().authorize({
+  const decision = await deps.authorizer().authorize({
     action,
     keyStore: call.store.name,
     externalKeyId: call.externalKeyId,
@@ -112,15 +116,15 @@ export function requireAesGcm(algorithm: string): void {
  * The checks every Encrypt and Decrypt makes before touching key material, in
  * an order that leaks least: algorithm, key existence, authorization, key state.
  */
-export function admitCryptoCall(
+export async function admitCryptoCall(
   call: XksCall,
   deps: XksDependencies,
   action: string,
   request: { readonly encryptionAlgorithm: string; readonly requestMetadata: RequestMetadata },
-): KeyEntry {
+): Promise<KeyEntry> {
   requireAesGcm(request.encryptionAlgorithm);
   const key = requireKey(call);
-  authorize(call, deps, action, request.requestMetadata);
+  await authorize(call, deps, action, request.requestMetadata);
   requireEnabled(key);
   return key;
 }

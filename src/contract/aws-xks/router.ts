@@ -217,7 +217,8 @@ export function createXksRouter(options: XksRouterOptions): RequestHandler {
       latencyMs: Math.round((performance.now() - startedAt) * 1000) / 1000,
     };
     try {
-      audit.write(record);
+      if (notes.alert === true) audit.alert(record);
+      else audit.write(record);
     } catch (error) {
       // Never serve a result that was not audited.
       logger.error({ err: error, requestId }, 'audit write failed; failing the request');

@@ -6,7 +6,7 @@
  */
 import pkcs11js from 'pkcs11js';
 import { HsmError } from '../errors.js';
-import type { AdminOperation, AdminRequest, AdminResponse, TokenKey } from '../token-admin-protocol.js';
+import type { AdminOperation, AdminRequest, AdminResponse, PutDataResult, TokenKey } from '../token-admin-protocol.js';
 import { readAttributes, readBool, readCheckValue, readUlong } from './attributes.js';
 import { toHsmError } from './ckr.js';
 
@@ -30,6 +30,17 @@ function keyTemplate(label: string, usage: { encrypt: boolean; decrypt: boolean 
     { type: C.CKA_VERIFY, value: false },
     { type: C.CKA_DERIVE, value: false },
   ];
+}
+
+/** The top-level "version" of a stored JSON document, if it has one. */
+function storedVersion(value: Buffer | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  try {
+    const version = (JSON.parse(value.toString('utf8')) as { version?: unknown }).version;
+    return typeof version === 'number' ? version : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 class TokenAdmin {
@@ -92,6 +103,43 @@ class TokenAdmin {
         for (const handle of handles) this.p11.C_DestroyObject(session, handle);
         return { destroyed: handles.length };
       }
+      case 'putData':
+        return this.putData(operation.label, Buffer.from(operation.value, 'base64'), operation.version);
+    }
+  }
+
+  private putData(label: string, value: Buffer, version: number): PutDataResult {
+    const session = this.session as Buffer;
+    const existing = this.findData(label);
+    for (const handle of existing) {
+      const [attr] = this.p11.C_GetAttributeValue(session, handle, [{ type: C.CKA_VALUE }]);
+      const current = storedVersion(attr?.value as Buffer | undefined);
+      if (current !== undefined && current >= version) return { written: false, conflictVersion: current };
+    }
+    // Create before destroy: a reader never finds the token without a document.
+    this.p11.C_CreateObject(session, [
+      { type: C.CKA_CLASS, value: C.CKO_DATA },
+      { type: C.CKA_TOKEN, value: true },
+      { type: C.CKA_PRIVATE, value: true },
+      { type: C.CKA_LABEL, value: label },
+      { type: C.CKA_APPLICATION, value: 'hyok-proxy' },
+      { type: C.CKA_VALUE, value },
+    ]);
+    for (const handle of existing) this.p11.C_DestroyObject(session, handle);
+    return { written: true };
+  }
+
+  private findData(label: string): Buffer[] {
+    const session = this.session as Buffer;
+    this.p11.C_FindObjectsInit(session, [
+      { type: C.CKA_CLASS, value: C.CKO_DATA },
+      { type: C.CKA_TOKEN, value: true },
+      { type: C.CKA_LABEL, value: label },
+    ]);
+    try {
+      return this.p11.C_FindObjects(session, 16);
+    } finally {
+      this.p11.C_FindObjectsFinal(session);
     }
   }
 

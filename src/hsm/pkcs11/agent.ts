@@ -58,6 +58,8 @@ function run(call: AgentOperation): unknown {
       return engine.describe(call.label);
     case 'fingerprint':
       return engine.fingerprint(call.labels, call.fixedVectorLabel);
+    case 'readData':
+      return { values: engine.readData(call.label) };
     case 'ping':
       return { slotDescription: engine.ping() };
   }

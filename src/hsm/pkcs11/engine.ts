@@ -166,6 +166,30 @@ export class Pkcs11Engine {
     }
   }
 
+  /** Values of the private data objects with this label (the shared state document, ADR 0004). */
+  readData(label: string): string[] {
+    const session = this.requireSession();
+    try {
+      this.p11.C_FindObjectsInit(session, [
+        { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_DATA },
+        { type: pkcs11js.CKA_TOKEN, value: true },
+        { type: pkcs11js.CKA_LABEL, value: label },
+      ]);
+      let handles: Buffer[];
+      try {
+        handles = this.p11.C_FindObjects(session, 16);
+      } finally {
+        this.p11.C_FindObjectsFinal(session);
+      }
+      return handles.map((handle) => {
+        const [attr] = this.p11.C_GetAttributeValue(session, handle, [{ type: pkcs11js.CKA_VALUE }]);
+        return ((attr?.value as Buffer | undefined) ?? Buffer.alloc(0)).toString('base64');
+      });
+    } catch (error) {
+      throw toHsmError(error, 'find');
+    }
+  }
+
   /** Cheap liveness probe that still crosses into the token. */
   ping(): string {
     const session = this.requireSession();

@@ -9,11 +9,11 @@ type Request = components['schemas']['EncryptRequest'];
 type Response = components['schemas']['EncryptResponse'];
 
 export async function encrypt(call: XksCall, request: Request, deps: XksDependencies): Promise<Response> {
-  const key = admitCryptoCall(call, deps, 'xks:Encrypt', request);
+  const key = await admitCryptoCall(call, deps, 'xks:Encrypt', request);
+  const version = deps.lifecycle.encryptVersion(call.store.name, key);
   const plaintext = decodeBounded(request.plaintext, 'plaintext', deps.limits.maxPlaintextBytes);
   const aad = request.additionalAuthenticatedData === undefined ? undefined : decodeBounded(request.additionalAuthenticatedData, 'additionalAuthenticatedData', deps.limits.maxAadBytes);
   try {
-    const version = 1;
     call.audit.keyVersion = version;
     const metadata = encodeCiphertextMetadata(version);
     const hsmAad = buildHsmAad(aad, metadata);

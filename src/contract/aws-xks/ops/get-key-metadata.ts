@@ -19,8 +19,9 @@ const USAGE_ORDER: ReadonlyArray<[keyof KeyDescription['usage'], KeyUsage]> = [
 
 export async function getKeyMetadata(call: XksCall, request: Request, deps: XksDependencies): Promise<Response> {
   const key = requireKey(call);
-  authorize(call, deps, 'xks:GetKeyMetadata', request.requestMetadata);
-  const version = 1;
+  await authorize(call, deps, 'xks:GetKeyMetadata', request.requestMetadata);
+  const lifecycle = deps.lifecycle.metadata(call.store.name, key);
+  const version = lifecycle.version;
   call.audit.keyVersion = version;
   const inspected = await deps.keys.describe(key, version, call.deadline);
   noteHsm(call, inspected);
@@ -33,6 +34,6 @@ export async function getKeyMetadata(call: XksCall, request: Request, deps: XksD
     keySpec: 'AES_256',
     keyUsage: USAGE_ORDER.filter(([attribute]) => description.usage[attribute]).map(([, name]) => name),
     // Reports the configured status even when disabled: KMS reads it in DescribeKey.
-    keyStatus: key.enabled ? 'ENABLED' : 'DISABLED',
+    keyStatus: key.enabled && lifecycle.status === 'ENABLED' ? 'ENABLED' : 'DISABLED',
   };
 }

@@ -1,0 +1,134 @@
+import type { Logger } from 'pino';
+import { emptyState, StateDocumentSchema, type StateDocument } from './document.js';
+import type { HsmStateStore } from './hsm-store.js';
+
+/** Spreads "the state changed" across replicas (Redis pub/sub); replicas then reload from the HSMs. */
+export interface StateNotifier {
+  publish(version: number): void;
+  subscribe(listener: (version: number) => void): void;
+  close(): Promise<void>;
+}
+
+export class StateConflictError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'StateConflictError';
+  }
+}
+
+export interface StateServiceSettings {
+  readonly syncIntervalMs: number;
+}
+
+const WRITE_ATTEMPTS = 4;
+
+/**
+ * The replica's copy of the fleet state (ADR 0004). Requests read `current`
+ * (in memory); admin actions go through `mutate`, which writes a new version
+ * to the HSM members compare-and-set and tells the other replicas.
+ */
+export class StateService {
+  private readonly store: HsmStateStore;
+  private readonly settings: StateServiceSettings;
+  private readonly notifier: StateNotifier | undefined;
+  private readonly logger: Logger;
+  private document: StateDocument = emptyState();
+  private readonly listeners: Array<(document: StateDocument) => void> = [];
+  private timer: NodeJS.Timeout | undefined;
+  private syncing: Promise<void> | undefined;
+  /** Serialises this replica's own writes. */
+  private writeChain: Promise<unknown> = Promise.resolve();
+
+  constructor(store: HsmStateStore, settings: StateServiceSettings, notifier: StateNotifier | undefined, logger: Logger) {
+    this.store = store;
+    this.settings = settings;
+    this.notifier = notifier;
+    this.logger = logger;
+  }
+
+  get current(): StateDocument {
+    return this.document;
+  }
+
+  onChange(listener: (document: StateDocument) => void): void {
+    this.listeners.push(listener);
+  }
+
+  async start(): Promise<void> {
+    await this.sync();
+    this.notifier?.subscribe((version) => {
+      if (version > this.document.version) void this.sync();
+    });
+    this.timer = setInterval(() => void this.sync(), this.settings.syncIntervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  /** Adopts the newest document found on any member and rewrites members that lag behind it. */
+  sync(): Promise<void> {
+    this.syncing ??= this.doSync().finally(() => {
+      this.syncing = undefined;
+    });
+    return this.syncing;
+  }
+
+  private async doSync(): Promise<void> {
+    const byMember = await this.store.read();
+    let newest: StateDocument | undefined;
+    for (const document of byMember.values()) if (document !== undefined && document !== null && (newest === undefined || document.version > newest.version)) newest = document;
+    if (newest !== undefined && newest.version > this.document.version) this.apply(newest);
+    const lagging = [...byMember].filter(([, document]) => document !== undefined && (document === null || document.version < this.document.version)).map(([id]) => id);
+    if (lagging.length > 0 && this.document.version > 0) {
+      const result = await this.store.write(this.document, lagging);
+      if (result.written.length > 0) this.logger.info({ members: result.written, version: this.document.version }, 'state repaired on lagging members');
+    }
+  }
+
+  /**
+   * Applies `change` to a copy of the newest state and writes it as the next
+   * version. `change` may throw to refuse (its error propagates). Retries when
+   * another replica wrote first.
+   */
+  mutate(actor: string, change: (draft: StateDocument) => void | Promise<void>): Promise<StateDocument> {
+    const run = async (): Promise<StateDocument> => {
+      for (let attempt = 1; attempt <= WRITE_ATTEMPTS; attempt++) {
+        await this.sync();
+        const draft = structuredClone(this.document);
+        await change(draft);
+        draft.version = this.document.version + 1;
+        draft.updatedAt = new Date().toISOString();
+        draft.updatedBy = actor;
+        const valid = StateDocumentSchema.parse(draft);
+        const result = await this.store.write(valid);
+        const members = this.store.memberIds().length;
+        if (result.written.length * 2 > members) {
+          this.apply(valid);
+          this.notifier?.publish(valid.version);
+          return valid;
+        }
+        if (result.conflicts.length === 0) {
+          throw new StateConflictError(`state written on ${result.written.length} of ${members} HSM members; a majority is needed`);
+        }
+        this.logger.info({ attempt, conflicts: result.conflicts }, 'another replica changed the state first; retrying');
+      }
+      throw new StateConflictError('the state kept changing under this write; try again');
+    };
+    const next = this.writeChain.then(run, run);
+    this.writeChain = next.catch(() => undefined);
+    return next;
+  }
+
+  private apply(document: StateDocument): void {
+    this.document = document;
+    for (const listener of this.listeners) {
+      try {
+        listener(document);
+      } catch (error) {
+        this.logger.error({ err: error }, 'state listener failed');
+      }
+    }
+  }
+}
