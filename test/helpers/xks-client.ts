@@ -101,6 +101,14 @@ export function requestMetadata(operation: string, extra: Record<string, unknown
 }
 
 /** The decrypt inputs carried by an encrypt response. */
+/** Asserts the contract's error: status, errorName and a short printable message. */
+export function expectXksError(response: XksResponse, status: number, errorName: string): void {
+  assert.equal(response.status, status, `expected ${status} ${errorName}, got ${response.status} ${response.text}`);
+  assert.equal(response.body['errorName'], errorName);
+  const message = response.body['errorMessage'];
+  assert.ok(typeof message === 'string' && message.length < 512 && /^[\x20-\x7e]*$/.test(message), 'printable ASCII message under 512 chars');
+}
+
 export interface Sealed {
   readonly ciphertext: string;
   readonly iv: string;

@@ -2,14 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { createFixture, type ProxyFixture } from '../../helpers/proxy-fixture.js';
-import { requestMetadata, sealedFrom, type Sealed, type XksResponse } from '../../helpers/xks-client.js';
-
-function expectError(response: XksResponse, status: number, errorName: string): void {
-  assert.equal(response.status, status, `expected ${status} ${errorName}, got ${response.status} ${response.text}`);
-  assert.equal(response.body['errorName'], errorName);
-  const message = response.body['errorMessage'];
-  assert.ok(typeof message === 'string' && message.length < 512 && /^[\x20-\x7e]*$/.test(message), 'printable ASCII message under 512 chars');
-}
+import { expectXksError, requestMetadata, type Sealed, sealedFrom } from '../../helpers/xks-client.js';
 
 function flipFirstBit(base64: string): string {
   const bytes = Buffer.from(base64, 'base64');
@@ -33,38 +26,38 @@ describe('Encrypt and Decrypt: error paths', () => {
 
   describe('tampering is always InvalidCiphertextException', () => {
     it('a flipped ciphertext bit', async () => {
-      expectError(await fixture.client.decrypt('foo', { ...sealed, ciphertext: flipFirstBit(sealed.ciphertext), aad }), 400, 'InvalidCiphertextException');
+      expectXksError(await fixture.client.decrypt('foo', { ...sealed, ciphertext: flipFirstBit(sealed.ciphertext), aad }), 400, 'InvalidCiphertextException');
     });
     it('a flipped tag bit', async () => {
-      expectError(await fixture.client.decrypt('foo', { ...sealed, tag: flipFirstBit(sealed.tag), aad }), 400, 'InvalidCiphertextException');
+      expectXksError(await fixture.client.decrypt('foo', { ...sealed, tag: flipFirstBit(sealed.tag), aad }), 400, 'InvalidCiphertextException');
     });
     it('a flipped IV bit', async () => {
-      expectError(await fixture.client.decrypt('foo', { ...sealed, iv: flipFirstBit(sealed.iv), aad }), 400, 'InvalidCiphertextException');
+      expectXksError(await fixture.client.decrypt('foo', { ...sealed, iv: flipFirstBit(sealed.iv), aad }), 400, 'InvalidCiphertextException');
     });
     it('a different AAD', async () => {
-      expectError(await fixture.client.decrypt('foo', { ...sealed, aad: Buffer.from('context=unit-test,department=sales') }), 400, 'InvalidCiphertextException');
+      expectXksError(await fixture.client.decrypt('foo', { ...sealed, aad: Buffer.from('context=unit-test,department=sales') }), 400, 'InvalidCiphertextException');
     });
     it('a missing AAD', async () => {
-      expectError(await fixture.client.decrypt('foo', { ...sealed }), 400, 'InvalidCiphertextException');
+      expectXksError(await fixture.client.decrypt('foo', { ...sealed }), 400, 'InvalidCiphertextException');
     });
     it('missing ciphertextMetadata', async () => {
-      expectError(await fixture.client.decrypt('foo', { ...sealed, metadata: undefined, aad }), 400, 'InvalidCiphertextException');
+      expectXksError(await fixture.client.decrypt('foo', { ...sealed, metadata: undefined, aad }), 400, 'InvalidCiphertextException');
     });
     it('ciphertextMetadata with an unknown format byte', async () => {
-      expectError(await fixture.client.decrypt('foo', { ...sealed, metadata: Buffer.from([0x02, 0x00, 0x01]).toString('base64'), aad }), 400, 'InvalidCiphertextException');
+      expectXksError(await fixture.client.decrypt('foo', { ...sealed, metadata: Buffer.from([0x02, 0x00, 0x01]).toString('base64'), aad }), 400, 'InvalidCiphertextException');
     });
     it('a ciphertext decrypted under a different key', async () => {
-      expectError(await fixture.client.decrypt('canary', { ...sealed, aad }), 400, 'InvalidCiphertextException');
+      expectXksError(await fixture.client.decrypt('canary', { ...sealed, aad }), 400, 'InvalidCiphertextException');
     });
     it('a 16-byte IV that was never used', async () => {
-      expectError(await fixture.client.decrypt('foo', { ...sealed, iv: randomBytes(16).toString('base64'), aad }), 400, 'InvalidCiphertextException');
+      expectXksError(await fixture.client.decrypt('foo', { ...sealed, iv: randomBytes(16).toString('base64'), aad }), 400, 'InvalidCiphertextException');
     });
   });
 
   it('binds the metadata: metadata passed as AAD (and no metadata) does not decrypt (spec, length-prefixed AAD)', async () => {
     const noAad = sealedFrom(await fixture.client.encrypt('foo', { plaintext }));
     const response = await fixture.client.decrypt('foo', { ...noAad, metadata: undefined, aad: Buffer.from(noAad.metadata ?? '', 'base64') });
-    expectError(response, 400, 'InvalidCiphertextException');
+    expectXksError(response, 400, 'InvalidCiphertextException');
   });
 
   it('garbage ciphertext at a high rate only ever yields InvalidCiphertextException and leaves every member healthy', async () => {
@@ -73,7 +66,7 @@ describe('Encrypt and Decrypt: error paths', () => {
         fixture.client.decrypt('foo', { ciphertext: randomBytes(32).toString('base64'), iv: randomBytes(12).toString('base64'), tag: randomBytes(16).toString('base64'), metadata: sealed.metadata }),
       ),
     );
-    for (const response of responses) expectError(response, 400, 'InvalidCiphertextException');
+    for (const response of responses) expectXksError(response, 400, 'InvalidCiphertextException');
     for (const member of fixture.proxy?.cluster.snapshot() ?? []) assert.notEqual(member.health, 'UNAVAILABLE', `${member.id} stays available`);
   });
 
@@ -81,28 +74,28 @@ describe('Encrypt and Decrypt: error paths', () => {
     it('decrypt with the encrypt-only key is InvalidKeyUsageException', async () => {
       const encrypted = sealedFrom(await fixture.client.encrypt('encrypt_only_key', { plaintext }));
       const response = await fixture.client.decrypt('encrypt_only_key', encrypted);
-      expectError(response, 400, 'InvalidKeyUsageException');
+      expectXksError(response, 400, 'InvalidKeyUsageException');
     });
     it('encrypt with the decrypt-only key is InvalidKeyUsageException', async () => {
-      expectError(await fixture.client.encrypt('decrypt_only_key', { plaintext }), 400, 'InvalidKeyUsageException');
+      expectXksError(await fixture.client.encrypt('decrypt_only_key', { plaintext }), 400, 'InvalidKeyUsageException');
     });
     it('encrypt and decrypt with the impotent key are InvalidKeyUsageException', async () => {
-      expectError(await fixture.client.encrypt('impotent_key', { plaintext }), 400, 'InvalidKeyUsageException');
-      expectError(await fixture.client.decrypt('impotent_key', { ...sealed, aad }), 400, 'InvalidKeyUsageException');
+      expectXksError(await fixture.client.encrypt('impotent_key', { plaintext }), 400, 'InvalidKeyUsageException');
+      expectXksError(await fixture.client.decrypt('impotent_key', { ...sealed, aad }), 400, 'InvalidKeyUsageException');
     });
     it('a CDIV request on the encrypt-only key is InvalidKeyUsageException (the verifying decrypt is not allowed)', async () => {
-      expectError(await fixture.client.encrypt('encrypt_only_key', { plaintext, cdiv: true }), 400, 'InvalidKeyUsageException');
+      expectXksError(await fixture.client.encrypt('encrypt_only_key', { plaintext, cdiv: true }), 400, 'InvalidKeyUsageException');
     });
   });
 
   describe('key state and existence', () => {
     it('a disabled key refuses encrypt and decrypt with InvalidStateException', async () => {
-      expectError(await fixture.client.encrypt('disabled_key', { plaintext }), 400, 'InvalidStateException');
-      expectError(await fixture.client.decrypt('disabled_key', { ...sealed, aad }), 400, 'InvalidStateException');
+      expectXksError(await fixture.client.encrypt('disabled_key', { plaintext }), 400, 'InvalidStateException');
+      expectXksError(await fixture.client.decrypt('disabled_key', { ...sealed, aad }), 400, 'InvalidStateException');
     });
     it('an unknown key is KeyNotFoundException', async () => {
-      expectError(await fixture.client.encrypt('no_such_key', { plaintext }), 404, 'KeyNotFoundException');
-      expectError(await fixture.client.decrypt('no_such_key', { ...sealed, aad }), 404, 'KeyNotFoundException');
+      expectXksError(await fixture.client.encrypt('no_such_key', { plaintext }), 404, 'KeyNotFoundException');
+      expectXksError(await fixture.client.decrypt('no_such_key', { ...sealed, aad }), 404, 'KeyNotFoundException');
     });
     it('a key listed in the config but absent from the HSMs is KeyNotFoundException', async () => {
       const config = fixture.readConfig();
@@ -112,7 +105,7 @@ describe('Encrypt and Decrypt: error paths', () => {
       fixture.writeConfig(config);
       const reloaded = await fixture.proxy?.reload();
       assert.equal(reloaded?.ok, true, JSON.stringify(reloaded?.issues));
-      expectError(await fixture.client.encrypt('listed_but_missing', { plaintext }), 404, 'KeyNotFoundException');
+      expectXksError(await fixture.client.encrypt('listed_but_missing', { plaintext }), 404, 'KeyNotFoundException');
     });
   });
 
@@ -140,7 +133,7 @@ describe('Encrypt and Decrypt: error paths', () => {
     for (const [name, mutate] of cases) {
       it(name, async () => {
         const body = mutate(valid());
-        expectError(await fixture.client.post('keys/foo/encrypt', JSON.stringify(body)), 400, 'ValidationException');
+        expectXksError(await fixture.client.post('keys/foo/encrypt', JSON.stringify(body)), 400, 'ValidationException');
       });
     }
 
@@ -151,7 +144,7 @@ describe('Encrypt and Decrypt: error paths', () => {
     ];
     for (const [name, change] of decryptCases) {
       it(`decrypt with ${name}`, async () => {
-        expectError(await fixture.client.decrypt('foo', { ...sealed, ...change, aad }), 400, 'ValidationException');
+        expectXksError(await fixture.client.decrypt('foo', { ...sealed, ...change, aad }), 400, 'ValidationException');
       });
     }
 
@@ -162,7 +155,7 @@ describe('Encrypt and Decrypt: error paths', () => {
         initializationVector: sealed.iv,
         encryptionAlgorithm: 'AES_GCM',
       };
-      expectError(await fixture.client.post('keys/foo/decrypt', body), 400, 'ValidationException');
+      expectXksError(await fixture.client.post('keys/foo/decrypt', body), 400, 'ValidationException');
     });
   });
 
@@ -172,6 +165,6 @@ describe('Encrypt and Decrypt: error paths', () => {
       plaintext: plaintext.toString('base64'),
       encryptionAlgorithm: 'RSAES_OAEP_SHA_256',
     });
-    expectError(response, 501, 'UnsupportedOperationException');
+    expectXksError(response, 501, 'UnsupportedOperationException');
   });
 });

@@ -3,17 +3,12 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { connect } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { createFixture, newCredential, type ProxyFixture } from '../../helpers/proxy-fixture.js';
-import { requestMetadata, type Credential, type SendOptions, type XksResponse } from '../../helpers/xks-client.js';
+import { type Credential, expectXksError, requestMetadata, type SendOptions, type XksResponse } from '../../helpers/xks-client.js';
 
 /**
  * The shared security suite: every XKS API gets the same unauthenticated,
  * wrongly authenticated, wrong-tenant and hostile-input cases.
  */
-
-function expectError(response: XksResponse, status: number, errorName: string): void {
-  assert.equal(response.status, status, `expected ${status} ${errorName}, got ${response.status} ${response.text}`);
-  assert.equal(response.body['errorName'], errorName);
-}
 
 interface ApiCase {
   readonly name: string;
@@ -85,20 +80,20 @@ describe('shared security suite, for every XKS API', () => {
         assert.equal(response.status, authenticatedStatus(api), response.text);
       });
       it('rejects a request without Authorization: 401', async () => {
-        expectError(await send({ unsigned: true }), 401, 'AuthenticationFailedException');
+        expectXksError(await send({ unsigned: true }), 401, 'AuthenticationFailedException');
       });
       it('rejects a wrong secret: 401', async () => {
-        expectError(await send({ credential: { ...fixture.credential, secretAccessKey: randomBytes(32).toString('base64') } }), 401, 'AuthenticationFailedException');
+        expectXksError(await send({ credential: { ...fixture.credential, secretAccessKey: randomBytes(32).toString('base64') } }), 401, 'AuthenticationFailedException');
       });
       it('rejects an unknown access key id: 401', async () => {
-        expectError(await send({ credential: { ...fixture.credential, accessKeyId: 'ABCDEFGHIJKLMNOPQRSTUVWXYZ' } }), 401, 'AuthenticationFailedException');
+        expectXksError(await send({ credential: { ...fixture.credential, accessKeyId: 'ABCDEFGHIJKLMNOPQRSTUVWXYZ' } }), 401, 'AuthenticationFailedException');
       });
       it("rejects another key store's valid credential: 401", async () => {
-        expectError(await send({ credential: otherStoreCredential, region: 'eu-west-1' }), 401, 'AuthenticationFailedException');
+        expectXksError(await send({ credential: otherStoreCredential, region: 'eu-west-1' }), 401, 'AuthenticationFailedException');
       });
       it('rejects a request signed 5 min 30 s ago or ahead: 401', async () => {
-        expectError(await send({ signingDate: new Date(Date.now() - 330_000) }), 401, 'AuthenticationFailedException');
-        expectError(await send({ signingDate: new Date(Date.now() + 330_000) }), 401, 'AuthenticationFailedException');
+        expectXksError(await send({ signingDate: new Date(Date.now() - 330_000) }), 401, 'AuthenticationFailedException');
+        expectXksError(await send({ signingDate: new Date(Date.now() + 330_000) }), 401, 'AuthenticationFailedException');
       });
       it('accepts a request signed 4 minutes ago (clock skew window)', async () => {
         assert.equal((await send({ signingDate: new Date(Date.now() - 240_000) })).status, authenticatedStatus(api));
@@ -109,7 +104,7 @@ describe('shared security suite, for every XKS API', () => {
             parts.body = Buffer.from(parts.body.toString('utf8').replace('"requestMetadata"', '"requestMetadata" '));
           },
         });
-        expectError(response, 401, 'AuthenticationFailedException');
+        expectXksError(response, 401, 'AuthenticationFailedException');
       });
       it('accepts curl-style signatures that also sign content-type', async () => {
         // The client signs content-type by default (it is in the signed headers set); check it is in the Authorization header.
@@ -126,47 +121,47 @@ describe('shared security suite, for every XKS API', () => {
         }
       });
       it('rejects an unknown URI prefix, even with valid credentials: 404 InvalidUriPathException', async () => {
-        expectError(await fixture.client.send(fixture.client.apiPath(api.suffix, '/keystores/nope'), api.body()), 404, 'InvalidUriPathException');
+        expectXksError(await fixture.client.send(fixture.client.apiPath(api.suffix, '/keystores/nope'), api.body()), 404, 'InvalidUriPathException');
       });
       it('rejects a __proto__ key with ValidationException', async () => {
         const text = JSON.stringify(api.body()).replace(/^\{/, '{"__proto__":{"polluted":true},');
-        expectError(await send({}, text), 400, 'ValidationException');
+        expectXksError(await send({}, text), 400, 'ValidationException');
         assert.equal(({} as Record<string, unknown>)['polluted'], undefined, 'no prototype pollution');
       });
       it('rejects constructor.prototype with ValidationException', async () => {
         const text = JSON.stringify(api.body()).replace(/^\{/, '{"constructor":{"prototype":{"polluted":true}},');
-        expectError(await send({}, text), 400, 'ValidationException');
+        expectXksError(await send({}, text), 400, 'ValidationException');
       });
       it('rejects malformed JSON with ValidationException', async () => {
-        expectError(await send({}, '{"requestMetadata": {'), 400, 'ValidationException');
+        expectXksError(await send({}, '{"requestMetadata": {'), 400, 'ValidationException');
       });
       it('rejects bytes that are not UTF-8 JSON with ValidationException', async () => {
-        expectError(await send({}, Buffer.from([0xff, 0xfe, 0x00, 0x7b, 0x80])), 400, 'ValidationException');
+        expectXksError(await send({}, Buffer.from([0xff, 0xfe, 0x00, 0x7b, 0x80])), 400, 'ValidationException');
       });
       it('rejects a non-JSON content type with ValidationException', async () => {
-        expectError(await send({ contentType: 'text/plain' }), 400, 'ValidationException');
+        expectXksError(await send({ contentType: 'text/plain' }), 400, 'ValidationException');
       });
       it('rejects an oversized body before reading it: 400 ValidationException', async () => {
         const huge = Buffer.alloc(70_000, 0x61);
-        expectError(await send({ unsigned: true }, huge), 400, 'ValidationException');
+        expectXksError(await send({ unsigned: true }, huge), 400, 'ValidationException');
       });
     });
   }
 
   describe('URI paths', () => {
     it('an unknown operation is 404 InvalidUriPathException', async () => {
-      expectError(await fixture.client.post('keys/foo/sign', APIS[0]?.body()), 404, 'InvalidUriPathException');
+      expectXksError(await fixture.client.post('keys/foo/sign', APIS[0]?.body()), 404, 'InvalidUriPathException');
     });
     it('a key id with characters outside the spec alphabet is 404 InvalidUriPathException', async () => {
-      expectError(await fixture.client.post('keys/f%20oo/encrypt', APIS[0]?.body()), 404, 'InvalidUriPathException');
-      expectError(await fixture.client.post(`keys/${'k'.repeat(129)}/encrypt`, APIS[0]?.body()), 404, 'InvalidUriPathException');
+      expectXksError(await fixture.client.post('keys/f%20oo/encrypt', APIS[0]?.body()), 404, 'InvalidUriPathException');
+      expectXksError(await fixture.client.post(`keys/${'k'.repeat(129)}/encrypt`, APIS[0]?.body()), 404, 'InvalidUriPathException');
     });
     it('a path outside the API is 404 InvalidUriPathException', async () => {
-      expectError(await fixture.client.send('/admin', {}, { unsigned: true }), 404, 'InvalidUriPathException');
-      expectError(await fixture.client.send('/keystores/dev/kms/xks/v2/health', {}), 404, 'InvalidUriPathException');
+      expectXksError(await fixture.client.send('/admin', {}, { unsigned: true }), 404, 'InvalidUriPathException');
+      expectXksError(await fixture.client.send('/keystores/dev/kms/xks/v2/health', {}), 404, 'InvalidUriPathException');
     });
     it("a key of another key store is not found through this store's prefix", async () => {
-      expectError(await fixture.client.post('keys/other_key/metadata', { requestMetadata: requestMetadata('DescribeKey') }), 404, 'KeyNotFoundException');
+      expectXksError(await fixture.client.post('keys/other_key/metadata', { requestMetadata: requestMetadata('DescribeKey') }), 404, 'KeyNotFoundException');
     });
     it('the other key store serves its own key with its own credential and region', async () => {
       const response = await fixture.client.send(fixture.client.apiPath('keys/other_key/metadata', '/keystores/other'), { requestMetadata: requestMetadata('DescribeKey') }, {
@@ -180,7 +175,7 @@ describe('shared security suite, for every XKS API', () => {
         credential: otherStoreCredential,
         region: 'us-east-1',
       });
-      expectError(response, 401, 'AuthenticationFailedException');
+      expectXksError(response, 401, 'AuthenticationFailedException');
     });
   });
 

@@ -11,7 +11,7 @@ import { Deadline } from '../../../src/lib/deadline.js';
 
 // --- fixtures ------------------------------------------------------------------
 
-const KEY: KeyEntry = { id: 'key-1', label: 'hsm-label-1', enabled: true, checkValue: undefined };
+const KEY: KeyEntry = { id: 'key-1', label: 'hsm-label-1', enabled: true, checkValue: undefined, rotationPeriodDays: undefined };
 
 interface Call {
   readonly operation: AgentOperation;
@@ -117,7 +117,7 @@ describe('KeyService.encrypt', () => {
 
   it('uses the label, not the external key id', async () => {
     const { cluster, calls } = fakeCluster(() => ({ iv: randomBytes(12).toString('base64'), ciphertext: randomBytes(16).toString('base64') }));
-    await new KeyService(cluster).encrypt({ id: 'external-id', label: 'object-label', enabled: true, checkValue: undefined }, 3, Buffer.alloc(3), Buffer.alloc(0), Deadline.after(100));
+    await new KeyService(cluster).encrypt({ id: 'external-id', label: 'object-label', enabled: true, checkValue: undefined, rotationPeriodDays: undefined }, 3, Buffer.alloc(3), Buffer.alloc(0), Deadline.after(100));
     assert.equal((calls[0]?.operation as { label: string }).label, 'object-label.v3');
   });
 
