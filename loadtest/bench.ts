@@ -5,17 +5,20 @@
  * and prints one summary line per scenario.
  *
  *   npm run bench -- --duration 20 --connections 32 --scenarios encrypt,decrypt
+ *   npm run bench -- --policy loadtest/policy.bench.yaml [--redis]   the same with a policy (and a local Redis tier)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve as resolvePath } from 'node:path';
 import autocannon from 'autocannon';
 import { Command } from 'commander';
 import { parse, stringify } from 'yaml';
 import type { ConfigInput } from '../src/config/schema.js';
 import { ensureDevEnvironment } from '../src/dev/bootstrap.js';
 import { fromRoot } from '../src/lib/paths.js';
+import { startLocalRedis, type LocalRedis } from './local-redis.js';
 import { percentile, runOpenLoop } from './open-loop.js';
 import { encryptPayload, metadata, signMany, signRequest, type PreparedRequest, type Target } from './xks-requests.js';
 
@@ -43,7 +46,7 @@ async function startProxy(configFile: string): Promise<{ child: ChildProcess; po
   // BENCH_PROXY_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", profiles the proxy under load.
   const nodeArgs = (process.env['BENCH_PROXY_NODE_ARGS'] ?? '').split(' ').filter((arg) => arg !== '');
   const child = spawn(process.execPath, [...nodeArgs, fromRoot('dist', 'src', 'main.js'), 'serve', '--config', configFile], {
-    env: { ...process.env, HYOK_LISTEN_PORT: '0', HYOK_METRICS_PORT: '0' },
+    env: { ...process.env, HYOK_LISTEN_PORT: '0', HYOK_METRICS_PORT: '0', HYOK_BENCH_DECISION_KEY: randomBytes(32).toString('hex') },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let text = '';
@@ -145,15 +148,21 @@ async function main(): Promise<void> {
     .option('-s, --scenarios <list>', 'encrypt,decrypt', 'encrypt,decrypt')
     .option('-w, --warmup <seconds>', 'unmeasured warm-up before each scenario', Number, 3)
     .option('-r, --rate <tps>', 'open loop at this evenly paced rate instead of saturating (latency without coordinated omission)', Number)
+    .option('--policy <file>', 'run with this policy file (e.g. loadtest/policy.bench.yaml); without it no policy is configured')
+    .option('--redis', 'also share decisions through a local redis-server (needs --policy)', false)
     .option('--json <file>', 'where to write the results (default loadtest/results/<timestamp>.json)')
     .parse()
-    .opts<{ duration: number; connections: number; scenarios: string; warmup: number; rate?: number; json?: string }>();
+    .opts<{ duration: number; connections: number; scenarios: string; warmup: number; rate?: number; policy?: string; redis: boolean; json?: string }>();
+  if (options.redis && options.policy === undefined) throw new Error('--redis needs --policy: without a policy there are no decisions to share');
 
   const work = mkdtempSync(join(tmpdir(), 'hyok-bench-'));
   const dev = await ensureDevEnvironment(join(work, 'dev'));
   const config = parse(readFileSync(dev.configFile, 'utf8')) as ConfigInput;
   config.audit = { destination: { file: join(work, 'audit.log') } };
   config.logging = { level: 'info', destination: 'stderr' };
+  if (options.policy !== undefined) config.policy = { file: resolvePath(options.policy) };
+  const redis: LocalRedis | undefined = options.redis ? await startLocalRedis() : undefined;
+  if (redis !== undefined) config.redis = { url: redis.url, decisionSigningKey: { env: 'HYOK_BENCH_DECISION_KEY' } };
   const configFile = join(dev.dir, 'config.bench.yaml');
   writeFileSync(configFile, stringify(config));
 
@@ -183,11 +192,14 @@ async function main(): Promise<void> {
     }
   } finally {
     proxy.child.kill('SIGTERM');
+    await redis?.stop();
     rmSync(work, { recursive: true, force: true });
   }
   const report = {
     at: new Date().toISOString(),
     machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version },
+    policy: options.policy ?? null,
+    redis: options.redis,
     note:
       'Requests are pre-signed with SigV4 and replayed within the 5-minute window. Saturation runs use autocannon (closed loop); ' +
       '--rate runs use an evenly paced open-loop generator measuring from each scheduled send time. The generator runs on the ' +

@@ -16,7 +16,7 @@ export interface AdminResponse {
 }
 
 /** One admin API call; a bearer token comes from --token-file or HYOK_ADMIN_TOKEN, a client certificate from --cert/--key. */
-export function adminRequest(options: AdminClientOptions, method: 'GET' | 'POST', path: string, body?: unknown): Promise<AdminResponse> {
+export function adminRequest(options: AdminClientOptions, method: 'GET' | 'POST' | 'PUT', path: string, body?: unknown): Promise<AdminResponse> {
   const url = new URL(path, options.url);
   const token = options.tokenFile !== undefined ? readFileSync(options.tokenFile, 'utf8').trim() : process.env['HYOK_ADMIN_TOKEN'];
   const payload = body === undefined ? undefined : JSON.stringify(body);
@@ -54,9 +54,31 @@ export function adminRequest(options: AdminClientOptions, method: 'GET' | 'POST'
   });
 }
 
+/** One key as GET /admin/v1/keys lists it (the fields the table shows). */
+export interface KeyRow {
+  readonly keyStore: string;
+  readonly id: string;
+  readonly state: string;
+  readonly currentVersion: number;
+  readonly storeKilled: boolean;
+  readonly expireAt: string | null;
+}
+
+function table(rows: readonly (readonly string[])[]): string {
+  const widths = rows[0]?.map((_, column) => Math.max(...rows.map((row) => (row[column] ?? '').length))) ?? [];
+  return rows.map((row) => row.map((cell, column) => (column === row.length - 1 ? cell : cell.padEnd(widths[column] ?? 0))).join('  ')).join('\n');
+}
+
+export function formatKeys(keys: readonly KeyRow[]): string {
+  return table([
+    ['KEY STORE', 'KEY', 'STATE', 'VERSION', 'EXPIRES'],
+    ...keys.map((key) => [key.keyStore, key.id, key.storeKilled ? `${key.state} (store stopped)` : key.state, String(key.currentVersion), key.expireAt ?? '-']),
+  ]);
+}
+
 /** A fixed-width table of members for terminals. */
 export function formatMembers(members: readonly MemberView[]): string {
-  const rows = [
+  return table([
     ['ID', 'HEALTH', 'MODE', 'BREAKER', 'IN-FLIGHT', 'LATENCY', 'LAST ERROR'],
     ...members.map((member) => [
       member.id,
@@ -67,7 +89,5 @@ export function formatMembers(members: readonly MemberView[]): string {
       member.latencyMs === null ? '-' : `${member.latencyMs.toFixed(2)} ms`,
       member.fence !== null ? `fenced: ${member.fence.reason}` : (member.lastError?.message ?? '-'),
     ]),
-  ];
-  const widths = rows[0]?.map((_, column) => Math.max(...rows.map((row) => (row[column] ?? '').length))) ?? [];
-  return rows.map((row) => row.map((cell, column) => (column === row.length - 1 ? cell : cell.padEnd(widths[column] ?? 0))).join('  ')).join('\n');
+  ]);
 }

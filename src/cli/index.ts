@@ -9,9 +9,8 @@ import { curlExample, ensureDevEnvironment, writeTestClientEnvironment } from '.
 import { isHsmError } from '../hsm/errors.js';
 import { runTokenAdmin, type TokenTarget } from '../hsm/token-admin.js';
 import type { KeyUsageFlags, TokenKey } from '../hsm/token-admin-protocol.js';
-import type { MemberView } from '../admin/server.js';
 import { fromRoot } from '../lib/paths.js';
-import { adminRequest, formatMembers, type AdminClientOptions, type AdminResponse } from './admin-client.js';
+import { addAdminCommands, addRotateCommand } from './admin-commands.js';
 import { PolicyEngine } from '../policy/engine.js';
 import { PRODUCT_VERSION, startProxy } from '../proxy.js';
 
@@ -213,6 +212,7 @@ export function buildProgram(): Command {
       }
       if (problems > 0) process.exitCode = 1;
     });
+  addRotateCommand(keys);
 
   program
     .command('audit')
@@ -247,56 +247,6 @@ export function buildProgram(): Command {
 
   addAdminCommands(program);
   return program;
-}
-
-function addAdminCommands(program: Command): void {
-  const admin = program
-    .command('admin')
-    .description('call the admin API (members: list, drain, fence, restore)')
-    .option('--url <url>', 'admin API base URL', 'https://127.0.0.1:9443')
-    .option('--ca <file>', 'CA certificate that signed the admin listener certificate')
-    .option('--cert <file>', 'client certificate (mTLS authentication)')
-    .option('--key <file>', 'client certificate key')
-    .option('--token-file <file>', 'file holding a bearer JWT (default: environment HYOK_ADMIN_TOKEN)');
-  const client = (): AdminClientOptions => admin.opts<AdminClientOptions>();
-  const show = (response: AdminResponse, format: (body: unknown) => string): void => {
-    if (response.status >= 200 && response.status < 300) out(format(response.body));
-    else {
-      err(`admin API answered ${response.status}: ${JSON.stringify(response.body)}`);
-      process.exitCode = 1;
-    }
-  };
-  admin
-    .command('members')
-    .description('list HSM members with health, mode, breaker, in-flight work, latency and last error')
-    .option('--json', 'print JSON', false)
-    .action(async (options: { json: boolean }) => {
-      const response = await adminRequest(client(), 'GET', '/admin/v1/members');
-      show(response, (body) => (options.json ? JSON.stringify(body, null, 2) : formatMembers((body as { members: MemberView[] }).members)));
-    });
-  admin
-    .command('key-consistency')
-    .description('show the last key-material comparison across members')
-    .action(async () => {
-      show(await adminRequest(client(), 'GET', '/admin/v1/key-consistency'), (body) => JSON.stringify(body, null, 2));
-    });
-  for (const [name, description] of [
-    ['drain', 'stop sending new work to a member; work in flight finishes'],
-    ['fence', 'take a member out of service at once'],
-    ['restore', 'put a member back into service (its key material is checked again)'],
-  ] as const) {
-    const command = admin.command(name).description(description).argument('<member>', 'member id');
-    if (name !== 'restore') command.option('--reason <text>', 'why (goes to the audit log)');
-    command.action(async (member: string, options: { reason?: string }) => {
-      const response = await adminRequest(
-        client(),
-        'POST',
-        `/admin/v1/members/${encodeURIComponent(member)}/${name}`,
-        options.reason === undefined ? {} : { reason: options.reason },
-      );
-      show(response, (body) => formatMembers([body as MemberView]));
-    });
-  }
 }
 
 export async function main(argv: string[]): Promise<void> {

@@ -227,7 +227,7 @@ const KeyStoreSchema = z
     });
   });
 
-/** Admin roles. operator: drain, fence, restore members; auditor: read only. key-admin and approver arrive with key lifecycle. */
+/** Admin roles. operator: members and the kill switch; auditor: read only; key-admin: lifecycle, rotation, policy; approver: dual control only. */
 export const ADMIN_ROLES = ['operator', 'auditor', 'key-admin', 'approver'] as const;
 export type AdminRole = (typeof ADMIN_ROLES)[number];
 
