@@ -28,6 +28,7 @@ import { RedisStateNotifier, RedisTier } from './cache/redis.js';
 import { keyRef, type StateDocument } from './state/document.js';
 import { HsmStateStore } from './state/hsm-store.js';
 import { KeyLifecycle } from './state/key-lifecycle.js';
+import { effectiveKey } from './state/lifecycle.js';
 import { LifecycleMaintenance } from './state/maintenance.js';
 import { StateService } from './state/service.js';
 import { FileWatchSet } from './lib/file-watch.js';
@@ -124,6 +125,19 @@ function keyExpectations(catalog: KeyCatalog, config: Config, state: StateDocume
   return [...byLabel].map(([label, checkValue]) => ({ label, checkValue }));
 }
 
+/** Configured keys by effective lifecycle state; keys of a stopped key store count as "store-stopped". */
+function countKeyStates(catalog: KeyCatalog, state: StateDocument): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const store of catalog.stores()) {
+    for (const key of store.keys.values()) {
+      const effective = effectiveKey(state, store.name, key.id);
+      const name = effective.storeKilled ? 'store-stopped' : effective.state;
+      counts[name] = (counts[name] ?? 0) + 1;
+    }
+  }
+  return counts;
+}
+
 /** Every file whose change should trigger a reload. */
 function watchedFiles(config: Config, file: string): string[] {
   const secretFiles = (refs: readonly SecretRef[]): string[] => refs.flatMap((ref) => ('file' in ref ? [ref.file] : []));
@@ -193,6 +207,7 @@ export async function startProxy(loaded: LoadedConfig, options: ProxyOptions = {
   await cluster.start();
   // The state lives on the members (ADR 0004): read it before serving, so a kill switch survives restarts.
   await state.start();
+  metrics.watchKeyStates(() => countKeyStates(catalog, state.current));
   policy.loadConfig(config.policy, state.current);
   state.onChange((document) => policy.onState(document));
   const keyService = new KeyService(cluster);

@@ -4,6 +4,7 @@ import type { RedisStatus } from '../cache/redis.js';
 import type { HsmCluster } from '../hsm/cluster.js';
 
 const HEALTH_VALUE = { ACTIVE: 2, DEGRADED: 1, UNAVAILABLE: 0 } as const;
+const BREAKER_VALUE = { closed: 0, 'half-open': 1, open: 2 } as const;
 
 /**
  * Prometheus metrics. Labels are bounded: contract, API, key store name,
@@ -80,6 +81,38 @@ export class ProxyMetrics {
       registers: [this.registry],
       collect() {
         for (const member of cluster.snapshot()) this.set({ member: member.id }, member.inFlight);
+      },
+    });
+    new Gauge({
+      name: 'hyok_hsm_member_breaker_state',
+      help: 'Circuit breaker of each HSM member: 0 closed, 1 half-open, 2 open.',
+      labelNames: ['member'],
+      registers: [this.registry],
+      collect() {
+        for (const member of cluster.snapshot()) this.set({ member: member.id }, BREAKER_VALUE[member.breaker]);
+      },
+    });
+    new Gauge({
+      name: 'hyok_hsm_member_fenced',
+      help: '1 while an HSM member is fenced (by an operator, the key-material check or the watchdog), else 0.',
+      labelNames: ['member'],
+      registers: [this.registry],
+      collect() {
+        for (const member of cluster.snapshot()) this.set({ member: member.id }, member.fence === undefined ? 0 : 1);
+      },
+    });
+  }
+
+  /** Keys per effective lifecycle state, read from the fleet state at scrape time. */
+  watchKeyStates(count: () => Readonly<Record<string, number>>): void {
+    new Gauge({
+      name: 'hyok_keys',
+      help: 'Configured keys by effective lifecycle state.',
+      labelNames: ['state'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [state, value] of Object.entries(count())) this.set({ state }, value);
       },
     });
   }

@@ -11,6 +11,21 @@ describe('bench harness smoke test', () => {
   const dir = mkdtempSync(join(tmpdir(), 'hyok-bench-smoke-'));
   after(() => rmSync(dir, { recursive: true, force: true }));
 
+  it('runs the policy-tier benchmark, Redis tier included, and writes a well-formed report', () => {
+    const file = join(dir, 'policy.json');
+    const result = spawnSync(process.execPath, [fromRoot('dist', 'loadtest', 'policy-bench.js'), '--calls', '2000', '--principals', '50', '--json', file], {
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
+    assert.equal(result.status, 0, result.stderr.slice(-2000));
+    const report = JSON.parse(readFileSync(file, 'utf8')) as { results: Array<{ tier: string; p50Us: number; p99Us: number; cache: Record<string, number> }> };
+    assert.deepEqual(report.results.map((entry) => entry.tier), ['none', 'evaluate', 'memory-hit', 'redis-hit']);
+    for (const entry of report.results) assert.ok(Number.isFinite(entry.p50Us) && entry.p99Us >= entry.p50Us, entry.tier);
+    // Each tier answered from where it claims to.
+    assert.equal(report.results[2]?.cache['memory-hit'], 2000);
+    assert.equal(report.results[3]?.cache['redis-hit'], 2000);
+  });
+
   for (const mode of [[], ['--rate', '200']]) {
     it(`runs ${mode.length === 0 ? 'closed loop' : 'open loop'} for a second per scenario and writes a well-formed report`, () => {
       const file = join(dir, `report-${mode.length}.json`);

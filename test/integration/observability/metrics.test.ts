@@ -1,0 +1,83 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { describe, it } from 'node:test';
+import { useAdminFixture } from '../../helpers/lifecycle.js';
+
+const POLICY = `version: 1
+defaultEffect: deny
+statements:
+  - id: allow-test-account
+    effect: allow
+    actions: ["xks:*"]
+    conditions:
+      ArnLike:
+        awsPrincipalArn: ["arn:aws:iam::123456789012:*"]
+`;
+
+/** Parses the Prometheus text format into "name{labels}" -> value. */
+function parseMetrics(text: string): Map<string, number> {
+  const values = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const space = line.lastIndexOf(' ');
+    values.set(line.slice(0, space), Number(line.slice(space + 1)));
+  }
+  return values;
+}
+
+describe('Prometheus metrics move with traffic, cluster changes and key states', () => {
+  const suite = useAdminFixture({ name: 'metrics', policy: POLICY });
+
+  const scrape = async (): Promise<Map<string, number>> => {
+    const url = suite.fixture.proxy?.metricsUrl;
+    assert.ok(url !== undefined, 'metrics are enabled in the fixture');
+    const response = await fetch(url);
+    assert.equal(response.status, 200);
+    return parseMetrics(await response.text());
+  };
+  const value = (metrics: Map<string, number>, name: string): number => metrics.get(name) ?? 0;
+
+  it('counts requests by API and outcome, with a latency histogram', async () => {
+    const before = await scrape();
+    for (let i = 0; i < 5; i++) assert.equal((await suite.fixture.client.encrypt('foo', { plaintext: randomBytes(16) })).status, 200);
+    const after = await scrape();
+    const ok = 'hyok_requests_total{contract="aws-xks",api="Encrypt",key_store="dev",outcome="success"}';
+    assert.equal(value(after, ok) - value(before, ok), 5, [...after.keys()].filter((name) => name.startsWith('hyok_requests_total')).join('\n'));
+    const count = 'hyok_request_duration_seconds_count{contract="aws-xks",api="Encrypt",outcome="success"}';
+    assert.equal(value(after, count) - value(before, count), 5);
+  });
+
+  it('counts decision-cache lookups per tier: repeated requests hit the in-process tier', async () => {
+    const hit = 'hyok_policy_decision_cache_total{tier="memory",result="hit"}';
+    const before = value(await scrape(), hit);
+    for (let i = 0; i < 3; i++) await suite.fixture.client.encrypt('foo', { plaintext: randomBytes(16) });
+    assert.ok(value(await scrape(), hit) - before >= 3);
+  });
+
+  it('shows each member healthy with a closed breaker, and a fenced member as fenced and unavailable', async () => {
+    const before = await scrape();
+    for (const member of ['softhsm-1', 'softhsm-2', 'softhsm-3']) {
+      assert.equal(before.get(`hyok_hsm_member_health{member="${member}"}`), 2, member);
+      assert.equal(before.get(`hyok_hsm_member_breaker_state{member="${member}"}`), 0, member);
+      assert.equal(before.get(`hyok_hsm_member_fenced{member="${member}"}`), 0, member);
+    }
+    const fenced = await suite.call(suite.admins.operator, 'POST', '/admin/v1/members/softhsm-2/fence', { reason: 'metrics test' });
+    assert.equal(fenced.status, 200);
+    const after = await scrape();
+    assert.equal(after.get('hyok_hsm_member_fenced{member="softhsm-2"}'), 1);
+    assert.equal(after.get('hyok_hsm_member_health{member="softhsm-2"}'), 0);
+    assert.equal((await suite.call(suite.admins.operator, 'POST', '/admin/v1/members/softhsm-2/restore')).status, 200);
+    assert.equal((await scrape()).get('hyok_hsm_member_fenced{member="softhsm-2"}'), 0);
+  });
+
+  it('counts keys by lifecycle state', async () => {
+    const before = await scrape();
+    const active = value(before, 'hyok_keys{state="active"}');
+    assert.ok(active >= 2, 'the dev keys are active');
+    const engaged = await suite.call(suite.admins.operator, 'POST', '/admin/v1/killswitch', { keyStore: 'dev', keyId: 'canary' });
+    assert.equal(engaged.status, 200);
+    const after = await scrape();
+    assert.equal(value(after, 'hyok_keys{state="active"}'), active - 1);
+    assert.equal(value(after, 'hyok_keys{state="suspended"}') - value(before, 'hyok_keys{state="suspended"}'), 1);
+  });
+});
