@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { emptyState, StateDocumentSchema, type StateDocument } from './document.js';
 import type { HsmStateStore } from './hsm-store.js';
@@ -20,7 +22,30 @@ export interface StateServiceSettings {
   readonly syncIntervalMs: number;
 }
 
-const WRITE_ATTEMPTS = 4;
+const WRITE_ATTEMPTS = 5;
+
+/**
+ * The document to adopt from what the members hold: the highest version; when
+ * members disagree on that version's content (a writer that lost a race may
+ * leave its copy on a minority), the content most members hold, then the
+ * smallest digest, so every replica makes the same choice.
+ */
+export function chooseNewest(documents: Iterable<StateDocument | null | undefined>): StateDocument | undefined {
+  const candidates = new Map<string, { document: StateDocument; holders: number }>();
+  let top = -1;
+  for (const document of documents) {
+    if (document === undefined || document === null || document.version < top) continue;
+    if (document.version > top) {
+      top = document.version;
+      candidates.clear();
+    }
+    const digest = createHash('sha256').update(JSON.stringify(document)).digest('hex');
+    const entry = candidates.get(digest);
+    candidates.set(digest, { document, holders: (entry?.holders ?? 0) + 1 });
+  }
+  const ranked = [...candidates].sort(([digestA, a], [digestB, b]) => b.holders - a.holders || (digestA < digestB ? -1 : 1));
+  return ranked[0]?.[1].document;
+}
 
 /**
  * The replica's copy of the fleet state (ADR 0004). Requests read `current`
@@ -77,8 +102,7 @@ export class StateService {
 
   private async doSync(): Promise<void> {
     const byMember = await this.store.read();
-    let newest: StateDocument | undefined;
-    for (const document of byMember.values()) if (document !== undefined && document !== null && (newest === undefined || document.version > newest.version)) newest = document;
+    const newest = chooseNewest(byMember.values());
     if (newest !== undefined && newest.version > this.document.version) this.apply(newest);
     const lagging = [...byMember].filter(([, document]) => document !== undefined && (document === null || document.version < this.document.version)).map(([id]) => id);
     if (lagging.length > 0 && this.document.version > 0) {
@@ -113,6 +137,8 @@ export class StateService {
           throw new StateConflictError(`state written on ${result.written.length} of ${members} HSM members; a majority is needed`);
         }
         this.logger.info({ attempt, conflicts: result.conflicts }, 'another replica changed the state first; retrying');
+        // Jitter: two replicas that collided should not collide again.
+        await sleep(Math.floor(Math.random() * 40 * attempt));
       }
       throw new StateConflictError('the state kept changing under this write; try again');
     };

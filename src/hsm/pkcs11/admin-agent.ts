@@ -117,7 +117,7 @@ class TokenAdmin {
       if (current !== undefined && current >= version) return { written: false, conflictVersion: current };
     }
     // Create before destroy: a reader never finds the token without a document.
-    this.p11.C_CreateObject(session, [
+    const created = this.p11.C_CreateObject(session, [
       { type: C.CKA_CLASS, value: C.CKO_DATA },
       { type: C.CKA_TOKEN, value: true },
       { type: C.CKA_PRIVATE, value: true },
@@ -125,8 +125,28 @@ class TokenAdmin {
       { type: C.CKA_APPLICATION, value: 'hyok-proxy' },
       { type: C.CKA_VALUE, value },
     ]);
+    // PKCS#11 has no compare-and-set: another process may have created the same version between our check and
+    // our create. Look again; if so, withdraw ours (both may withdraw; the writers retry with jitter).
+    const rival = this.newestOtherVersion(label, [created, ...existing]);
+    if (rival !== undefined && rival >= version) {
+      this.p11.C_DestroyObject(session, created);
+      return { written: false, conflictVersion: rival };
+    }
     for (const handle of existing) this.p11.C_DestroyObject(session, handle);
     return { written: true };
+  }
+
+  /** The highest document version among this label's data objects other than `known`. */
+  private newestOtherVersion(label: string, known: readonly Buffer[]): number | undefined {
+    const session = this.session as Buffer;
+    let newest: number | undefined;
+    for (const handle of this.findData(label)) {
+      if (known.some((mine) => mine.equals(handle))) continue;
+      const [attr] = this.p11.C_GetAttributeValue(session, handle, [{ type: C.CKA_VALUE }]);
+      const other = storedVersion(attr?.value as Buffer | undefined);
+      if (other !== undefined && (newest === undefined || other > newest)) newest = other;
+    }
+    return newest;
   }
 
   private findData(label: string): Buffer[] {
