@@ -83,6 +83,9 @@ export function memberView(snapshot: MemberSnapshot): MemberView {
 }
 
 const READ_ROLES: readonly AdminRole[] = ['operator', 'auditor'];
+const BODY_LIMIT = '4kb';
+/** A policy text is at most 256 KiB (lifecycle routes), plus its JSON encoding. */
+const POLICY_BODY_LIMIT = '320kb';
 const OPERATE_ROLES: readonly AdminRole[] = ['operator'];
 const MAX_REASON_LENGTH = 256;
 
@@ -111,7 +114,6 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Run
   app.disable('x-powered-by');
   app.set('etag', false);
   app.use(helmet({ contentSecurityPolicy: { directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } } }));
-  app.use(express.json({ limit: '4kb', strict: true }));
 
   const identityOf = (res: Response): AdminIdentity => res.locals['identity'] as AdminIdentity;
   const record = (req: Request, res: Response, action: string, target: string | undefined, outcome: 'success' | 'denied' | 'failure', reason?: string): void => {
@@ -142,6 +144,9 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Run
       },
     );
   });
+  // Bodies are parsed only for authenticated callers; a policy text may be large, everything else is small.
+  app.put('/admin/v1/policy', express.json({ limit: POLICY_BODY_LIMIT, strict: true }));
+  app.use(express.json({ limit: BODY_LIMIT, strict: true }));
 
   const member = (id: string): ReturnType<HsmCluster['member']> & object => {
     const found = cluster.member(id);
@@ -204,8 +209,10 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Run
       res.status(error.status).json({ error: error.status === 401 ? 'unauthenticated' : 'forbidden', message: error.message });
     } else if (error instanceof AdminRequestError) {
       res.status(error.status).json({ error: error.code, message: error.message });
-    } else if ((error as { type?: string }).type === 'entity.parse.failed' || (error as { type?: string }).type === 'entity.too.large') {
-      res.status(400).json({ error: 'bad_request', message: 'the body must be JSON of at most 4 KiB' });
+    } else if ((error as { type?: string }).type === 'entity.too.large') {
+      res.status(413).json({ error: 'payload_too_large', message: `the body may be at most ${BODY_LIMIT} (${POLICY_BODY_LIMIT} for a policy)` });
+    } else if ((error as { type?: string }).type === 'entity.parse.failed') {
+      res.status(400).json({ error: 'bad_request', message: 'the body must be a JSON object' });
     } else {
       logger.error({ err: error }, 'admin request failed');
       res.status(500).json({ error: 'internal', message: 'the admin request failed' });

@@ -175,6 +175,21 @@ statements:
     assert.equal(record?.['policyStatement'], 'deny-bob');
   });
 
+  it('a realistic policy larger than the 4 KiB admin body limit is accepted; a body over the policy limit is 413', async () => {
+    const current = (await suite.call(suite.admins.auditor, 'GET', '/admin/v1/policy')).body['text'] as string;
+    const denies = Array.from({ length: 60 }, (_, index) => `  - id: deny-departed-${index}\n    effect: deny\n    actions: ["xks:*"]\n    conditions:\n      ArnLike:\n        awsPrincipalArn: arn:aws:iam::123456789012:user/departed-${index}-*\n`).join('');
+    const large = `${current}${denies}`;
+    assert.ok(large.length > 8 * 1024, `the policy is ${large.length} bytes`);
+    const applied = await suite.call(suite.admins.keyAdmin, 'PUT', '/admin/v1/policy', { text: large });
+    assert.equal(applied.status, 200, JSON.stringify(applied.body));
+    assert.equal((await suite.fixture.client.encrypt('foo', { plaintext: randomBytes(16) })).status, 200, 'Alice still allowed');
+    const huge = await suite.call(suite.admins.keyAdmin, 'PUT', '/admin/v1/policy', { text: 'x'.repeat(400 * 1024) });
+    assert.equal(huge.status, 413);
+    const bigElsewhere = await suite.call(suite.admins.operator, 'POST', '/admin/v1/killswitch', { keyStore: 'dev', reason: 'x'.repeat(8 * 1024) });
+    assert.equal(bigElsewhere.status, 413, 'other endpoints keep the small limit');
+    assert.equal((await suite.fixture.client.encrypt('foo', { plaintext: randomBytes(16) })).status, 200, 'the refused kill switch did nothing');
+  });
+
   it('an invalid policy is refused with the field named', async () => {
     const refused = await suite.call(suite.admins.keyAdmin, 'PUT', '/admin/v1/policy', { text: 'version: 1\nstatements:\n  - id: x\n    effect: maybe\n    actions: ["xks:*"]\n' });
     assert.equal(refused.status, 400);
