@@ -189,7 +189,9 @@ export function lifecycleRoutes(context: LifecycleRoutesContext): Router {
         if (transitionMode(effectiveKey(draft, keyStore, key.id).state, to as KeyState, record.killSwitch !== undefined) !== 'direct') {
           throw new LifecycleError('needs-approval', 'the key changed meanwhile; this transition now needs dual control');
         }
-        draft.keys[ref] = { ...record, state: to as KeyState, changedAt: now, changedBy: actorOf(res), ...(reason === undefined ? {} : { reason }) };
+        // Moving a stopped key on (to deactivated or compromised) supersedes the kill switch.
+        const { killSwitch: _superseded, ...rest } = record;
+        draft.keys[ref] = { ...rest, state: to as KeyState, changedAt: now, changedBy: actorOf(res), ...(reason === undefined ? {} : { reason }) };
       });
       return { status: 200, body: keyView(state.current, keyStore, key), ...(reason === undefined ? {} : { reason }) };
     }),
@@ -289,8 +291,9 @@ export function lifecycleRoutes(context: LifecycleRoutesContext): Router {
         const ref = keyRef(keyStore, key.id);
         const record = draft.keys[ref] ?? initialRecord(now, actorOf(res));
         if (record.state === 'destroyed') throw new LifecycleError('forbidden', 'the key is destroyed');
-        // The kill switch works from any live state; the previous state is not kept: bringing it back is a decision.
-        draft.keys[ref] = { ...record, state: 'suspended', changedAt: now, changedBy: actorOf(res), killSwitch: stop };
+        if (record.killSwitch !== undefined) return;
+        // The kill switch works from any live state; restoring (dual control) returns the key to that state.
+        draft.keys[ref] = { ...record, state: 'suspended', changedAt: now, changedBy: actorOf(res), killSwitch: { ...stop, previousState: record.state } };
       });
       const target = key === undefined ? `keystore/${keyStore}` : `keystore/${keyStore}/key/${key.id}`;
       return { status: 200, body: { stopped: target, at: now }, target, ...(reason === undefined ? {} : { reason }) };

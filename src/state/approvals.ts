@@ -195,8 +195,8 @@ export function executeApproval(document: StateDocument, record: ApprovalRecord,
         const ref = keyRef(keyStore, keyId);
         const current = document.keys[ref];
         if (current?.killSwitch === undefined) throw new ApprovalError(409, 'the key is not stopped by the kill switch');
-        const { killSwitch: _removed, ...rest } = current;
-        document.keys[ref] = { ...rest, state: 'active', changedAt: at, changedBy: actor };
+        const { killSwitch, ...rest } = current;
+        document.keys[ref] = { ...rest, state: killSwitch.previousState ?? 'active', changedAt: at, changedBy: actor };
       }
       break;
     }

@@ -22,6 +22,12 @@ const VersionSchema = z.strictObject({
   createdAt: Timestamp,
 });
 
+const KillSwitchSchema = z.strictObject({
+  at: Timestamp,
+  by: Actor,
+  reason: z.string().max(500).optional(),
+});
+
 const KeyRecordSchema = z.strictObject({
   state: z.enum(KEY_STATES),
   changedAt: Timestamp,
@@ -38,14 +44,12 @@ const KeyRecordSchema = z.strictObject({
   /** Members still holding objects of a destroyed key (they were unreachable at the time). */
   erasePending: z.array(z.string()).optional(),
   /** Set when the kill switch suspended the key: bringing it back needs dual control. */
-  killSwitch: z.strictObject({ at: Timestamp, by: Actor, reason: z.string().max(500).optional() }).optional(),
+  killSwitch: KillSwitchSchema.extend({
+    /** The state the key had when it was stopped; restoring returns it there (a deactivated key never becomes active). */
+    previousState: z.enum(KEY_STATES).optional(),
+  }).optional(),
 });
 
-const KillSwitchSchema = z.strictObject({
-  at: Timestamp,
-  by: Actor,
-  reason: z.string().max(500).optional(),
-});
 
 export const APPROVAL_ACTIONS = ['key.destroy', 'key.reenable-compromised', 'key.compromised-decrypt', 'policy.widen', 'killswitch.restore'] as const;
 export type ApprovalAction = (typeof APPROVAL_ACTIONS)[number];

@@ -99,6 +99,19 @@ describe('kill switch on a single instance (no Redis)', () => {
     assert.equal((await suite.call(suite.admins.auditor, 'POST', '/admin/v1/killswitch', { keyStore: 'dev' })).status, 403);
     assert.equal((await suite.fixture.client.encrypt('canary', { plaintext: randomBytes(16) })).status, 200);
   });
+
+  it('restoring after a kill switch returns a key to the state it had: a deactivated key never becomes active', async () => {
+    const sealed = sealedFrom(await suite.fixture.client.encrypt('canary', { plaintext: randomBytes(16) }));
+    assert.equal((await suite.call(suite.admins.keyAdmin, 'POST', '/admin/v1/keys/dev/canary/state', { state: 'deactivated' })).status, 200);
+    assert.equal((await suite.call(suite.admins.operator, 'POST', '/admin/v1/killswitch', { keyStore: 'dev', keyId: 'canary' })).status, 200);
+    expectXksError(await suite.fixture.client.decrypt('canary', sealed), 400, 'InvalidStateException');
+    const asked = await suite.call(suite.admins.operator, 'POST', '/admin/v1/killswitch/restore', { keyStore: 'dev', keyId: 'canary' });
+    assert.equal(asked.status, 202);
+    await approveWith(suite.call, asked.body['approval'] as Record<string, unknown>, suite.admins.approver1, suite.admins.approver2);
+    assert.equal((await suite.call(suite.admins.auditor, 'GET', '/admin/v1/keys/dev/canary')).body['state'], 'deactivated');
+    assert.equal((await suite.fixture.client.decrypt('canary', sealed)).status, 200, 'deactivated keys still decrypt');
+    expectXksError(await suite.fixture.client.encrypt('canary', { plaintext: randomBytes(16) }), 400, 'InvalidStateException');
+  });
 });
 
 describe('cryptoperiods', () => {
