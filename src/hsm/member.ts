@@ -41,6 +41,8 @@ export interface ProbeResult {
   readonly latencyMs: number;
   readonly at: number;
   readonly error?: string;
+  /** The probe ran out of time rather than failing outright. */
+  readonly timedOut?: boolean;
 }
 
 export interface FenceInfo {
@@ -88,6 +90,8 @@ interface AgentSlot {
 
 const WATCHDOG_INTERVAL_MS = 50;
 const LATENCY_SMOOTHING = 0.2;
+/** Probe timeouts in a row before a member whose data calls may still work is reported UNAVAILABLE. */
+const PROBE_TIMEOUTS_FOR_UNAVAILABLE = 2;
 
 /**
  * One HSM in the cluster: its agent processes (each a PKCS#11 context with its
@@ -109,6 +113,7 @@ export class HsmMember {
   private lastError: string | undefined;
   private lastErrorAt: number | undefined;
   private lastProbe: ProbeResult | undefined;
+  private probeTimeoutsInARow = 0;
   private misconfigured = false;
   private closed = false;
 
@@ -216,10 +221,13 @@ export class HsmMember {
   health(): MemberHealth {
     const serving = this.servingAgents();
     if (this.misconfigured || this.mode !== 'serving' || serving === 0 || this.breaker.opened) return 'UNAVAILABLE';
-    if (this.lastProbe !== undefined && !this.lastProbe.ok) return 'UNAVAILABLE';
+    // One slow probe on a busy member is a symptom, not an outage: UNAVAILABLE needs a real failure or repeated timeouts.
+    const probeFailed = this.lastProbe !== undefined && !this.lastProbe.ok;
+    if (probeFailed && (this.lastProbe?.timedOut !== true || this.probeTimeoutsInARow >= PROBE_TIMEOUTS_FOR_UNAVAILABLE)) return 'UNAVAILABLE';
     const available = this.slots.filter((slot) => this.isAvailable(slot)).length;
     if (available === 0) return 'UNAVAILABLE';
     const slow =
+      probeFailed ||
       (this.lastProbe !== undefined && this.lastProbe.latencyMs > this.settings.degradedLatencyMs) ||
       (this.latencyMs !== undefined && this.latencyMs > this.settings.degradedLatencyMs);
     if (slow || available < this.slots.length || this.breaker.halfOpen) return 'DEGRADED';
@@ -251,11 +259,16 @@ export class HsmMember {
 
   /** Runs one operation on the least-loaded serving agent, through the breaker, bounded by `timeoutMs`. */
   async execute<K extends AgentOperation['op']>(operation: Extract<AgentOperation, { op: K }>, timeoutMs: number): Promise<AgentResults[K]> {
+    return this.fire(operation, Math.min(timeoutMs, this.settings.callTimeoutMs));
+  }
+
+  /** Like execute, but the caller's deadline is not capped by callTimeoutMs (the deep check has its own). */
+  private async fire<K extends AgentOperation['op']>(operation: Extract<AgentOperation, { op: K }>, timeoutMs: number): Promise<AgentResults[K]> {
     const slot = this.pickSlot();
     const agent = slot.agent as AgentProcess;
     const started = performance.now();
     try {
-      const result = (await this.breaker.fire(agent, operation, Math.max(1, Math.min(timeoutMs, this.settings.callTimeoutMs)))) as AgentResults[K];
+      const result = (await this.breaker.fire(agent, operation, Math.max(1, timeoutMs))) as AgentResults[K];
       this.recordLatency(performance.now() - started);
       return result;
     } catch (error) {
@@ -273,10 +286,12 @@ export class HsmMember {
     const started = performance.now();
     let result: ProbeResult;
     try {
-      result = await this.deepCheck(timeoutMs, (operation, budget) => this.execute(operation, budget));
+      result = await this.deepCheck(timeoutMs, (operation, budget) => this.fire(operation, budget));
     } catch (error) {
-      result = { ok: false, latencyMs: performance.now() - started, at: Date.now(), error: (error as Error).message };
+      const timedOut = error instanceof HsmError && error.kind === 'timeout';
+      result = { ok: false, latencyMs: performance.now() - started, at: Date.now(), error: (error as Error).message, timedOut };
     }
+    this.probeTimeoutsInARow = result.timedOut === true ? this.probeTimeoutsInARow + 1 : 0;
     this.lastProbe = result;
     return result;
   }
