@@ -10,7 +10,8 @@ export interface LocalRedis {
   stop(): Promise<void>;
 }
 
-async function freePort(): Promise<number> {
+/** A port the kernel just handed out and released; redis-server binds it right after. */
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 
 const root = join(fileURLToPath(new URL('.', import.meta.url)), '..');
 const testRoot = join(root, 'dist', 'test');
-const output = join(root, 'test-output');
+const output = process.env['HYOK_TEST_OUTPUT'] ?? join(root, 'test-output');
 const filters = process.argv.slice(2);
 const FINAL = join(testRoot, 'final', 'secrets-in-logs.test.js');
 

@@ -33,7 +33,14 @@ function baseOptions(config: RedisConfig, password: string | undefined): RedisOp
 
 function connect(config: RedisConfig, purpose: 'commands' | 'subscriber'): Client {
   const password = config.password === undefined ? undefined : readSecret(config.password, 'redis.password');
-  const options = { ...baseOptions(config, password), connectionName: `hyok-proxy-${purpose}` };
+  const base = baseOptions(config, password);
+  // The subscriber is off the request path: a millisecond timeout there only loses the subscription (and an
+  // automatic re-subscribe that times out is an unhandled rejection inside ioredis). It subscribes itself on every
+  // 'ready' instead.
+  const options: RedisOptions =
+    purpose === 'subscriber'
+      ? { ...base, commandTimeout: undefined, autoResubscribe: false, connectionName: 'hyok-proxy-subscriber' }
+      : { ...base, connectionName: 'hyok-proxy-commands' };
   if (config.cluster !== undefined) {
     // In Cluster mode the offline-queue option only counts at the cluster level (hsm-notes).
     return new Cluster(config.cluster.nodes.map(hostPort), {
@@ -139,10 +146,21 @@ export class RedisStateNotifier implements StateNotifier {
     void this.tier.publish(STATE_CHANNEL, String(version));
   }
 
-  subscribe(listener: (version: number) => void): void {
+  subscribe(listener: (version: number | undefined) => void): void {
     const channel = this.tier.keyPrefix + STATE_CHANNEL;
-    // ioredis re-subscribes by itself after a reconnect.
-    this.subscriber.subscribe(channel).catch((error: unknown) => this.logger.warn({ err: (error as Error).message }, 'redis subscribe failed; state sync falls back to polling'));
+    const subscribe = (): void => {
+      this.subscriber.subscribe(channel).then(
+        () => {
+          this.logger.info({ channel }, 'subscribed to state changes');
+          // Changes published while this replica was not subscribed are caught by one sync now.
+          listener(undefined);
+        },
+        (error: unknown) => this.logger.warn({ err: (error as Error).message }, 'redis subscribe failed; retried on the next reconnect, state sync polls meanwhile'),
+      );
+    };
+    // On every (re)connection, including the first if it is already up.
+    this.subscriber.on('ready', subscribe);
+    if (this.subscriber.status === 'ready') subscribe();
     this.subscriber.on('message', (received: string, message: string) => {
       if (received !== channel) return;
       const version = Number(message);

@@ -250,10 +250,8 @@ export class PolicyEngine implements Authorizer {
    */
   decisionKey(input: AuthorizationInput, now: number = Date.now()): string {
     const hash = createHash('sha256').update(this.version).update('\0').update(input.action).update('\0').update(resourceName(input.keyStore, input.externalKeyId));
-    for (const name of this.attributesRead) {
-      const value = input.attributes[name];
-      hash.update('\0').update(name).update(value === undefined ? '\u0001' : `=${value}`);
-    }
+    // JSON keeps every (name, value) pair unambiguous, whatever bytes a value holds.
+    hash.update('\0').update(JSON.stringify(this.attributesRead.map((name) => [name, input.attributes[name] ?? null])));
     if (this.readsTime) hash.update('\0').update(String(Math.floor(now / 60_000)));
     return hash.digest('hex');
   }
@@ -261,9 +259,11 @@ export class PolicyEngine implements Authorizer {
   /** The decision plus every statement that matched, for `hyok-proxy policy explain` and denial logs. */
   explain(input: AuthorizationInput, now: number = Date.now()): PolicyExplanation {
     const resource = resourceName(input.keyStore, input.externalKeyId);
+    // Time conditions see the minute, not the millisecond, so a decision cached for a minute is exact.
+    const minute = Math.floor(now / 60_000) * 60_000;
     const matched: StatementMatch[] = [];
     for (const statement of this.statements) {
-      if (this.matches(statement, input, resource, now)) matched.push({ id: statement.id, effect: statement.effect });
+      if (this.matches(statement, input, resource, minute)) matched.push({ id: statement.id, effect: statement.effect });
     }
     const deny = matched.find((match) => match.effect === 'deny');
     if (deny !== undefined) return { allowed: false, statementId: deny.id, reason: `denied by statement ${deny.id}`, resource, matched };

@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { AdminRole } from '../config/schema.js';
 import { keyRef, type ApprovalAction, type ApprovalRecord, type StateDocument } from './document.js';
-import { transitionMode } from './lifecycle.js';
+import { effectiveKey, transitionMode } from './lifecycle.js';
 
 /**
  * Dual control: irreversible or access-widening actions need approvals from
@@ -61,6 +61,7 @@ export function requestApproval(document: StateDocument, input: ApprovalRequestI
   if (!REQUESTER_ROLES[input.action].some((role) => input.roles.has(role))) {
     throw new ApprovalError(403, `asking for ${input.action} needs one of the roles: ${REQUESTER_ROLES[input.action].join(', ')}`);
   }
+  if (input.roles.has('approver')) throw new ApprovalError(403, 'an approver may not also make requests (separation of duties)');
   const duplicate = document.approvals.find(
     (record) => record.status === 'pending' && record.action === input.action && record.target === input.target && Date.parse(record.expiresAt) > input.now,
   );
@@ -170,7 +171,8 @@ export function executeApproval(document: StateDocument, record: ApprovalRecord,
         break;
       }
       const to = record.action === 'key.destroy' ? 'destroyed' : 'active';
-      transitionMode(current.state, to, current.killSwitch !== undefined);
+      // The state the request was judged on: the stored one with the cryptoperiod applied.
+      transitionMode(effectiveKey(document, keyStore, keyId, context.now).state, to, current.killSwitch !== undefined);
       const versions = Object.fromEntries(
         Object.entries(current.versions).map(([version, entry]) => [version, to === 'destroyed' ? { ...entry, state: 'destroyed' as const } : entry]),
       );

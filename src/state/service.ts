@@ -7,7 +7,8 @@ import type { HsmStateStore } from './hsm-store.js';
 /** Spreads "the state changed" across replicas (Redis pub/sub); replicas then reload from the HSMs. */
 export interface StateNotifier {
   publish(version: number): void;
-  subscribe(listener: (version: number) => void): void;
+  /** `version` is undefined when changes may have been missed (e.g. after a reconnect). */
+  subscribe(listener: (version: number | undefined) => void): void;
   close(): Promise<void>;
 }
 
@@ -61,6 +62,7 @@ export class StateService {
   private readonly listeners: Array<(document: StateDocument) => void> = [];
   private timer: NodeJS.Timeout | undefined;
   private syncing: Promise<void> | undefined;
+  private followUp: Promise<void> | undefined;
   /** Serialises this replica's own writes. */
   private writeChain: Promise<unknown> = Promise.resolve();
 
@@ -82,7 +84,7 @@ export class StateService {
   async start(): Promise<void> {
     await this.sync();
     this.notifier?.subscribe((version) => {
-      if (version > this.document.version) void this.sync();
+      if (version === undefined || version > this.document.version) void this.sync();
     });
     this.timer = setInterval(() => void this.sync(), this.settings.syncIntervalMs);
     this.timer.unref();
@@ -92,12 +94,24 @@ export class StateService {
     clearInterval(this.timer);
   }
 
-  /** Adopts the newest document found on any member and rewrites members that lag behind it. */
+  /**
+   * Adopts the newest document found on any member and rewrites members that lag behind it. A sync asked for
+   * while one runs gets a fresh one afterwards: the running one may have read the members before the change landed.
+   */
   sync(): Promise<void> {
-    this.syncing ??= this.doSync().finally(() => {
-      this.syncing = undefined;
-    });
-    return this.syncing;
+    if (this.syncing === undefined) {
+      this.syncing = this.doSync().finally(() => {
+        this.syncing = undefined;
+      });
+      return this.syncing;
+    }
+    this.followUp ??= this.syncing
+      .catch(() => undefined)
+      .then(() => {
+        this.followUp = undefined;
+        return this.sync();
+      });
+    return this.followUp;
   }
 
   private async doSync(): Promise<void> {
@@ -128,13 +142,18 @@ export class StateService {
         const valid = StateDocumentSchema.parse(draft);
         const result = await this.store.write(valid);
         const members = this.store.memberIds().length;
-        if (result.written.length * 2 > members) {
+        const majority = result.written.length * 2 > members;
+        // Without a rival, a write that reached only some members (the others unreachable) still stands: it is the
+        // newest document anywhere, every replica adopts it at its next sync, and the sync repairs the members when
+        // they return. A kill switch must work while most HSMs are down.
+        if (majority || (result.written.length > 0 && result.conflicts.length === 0)) {
+          if (!majority) this.logger.warn({ version: valid.version, written: result.written, failed: result.failed }, 'state written on a minority of HSM members; the others are repaired when they return');
           this.apply(valid);
           this.notifier?.publish(valid.version);
           return valid;
         }
         if (result.conflicts.length === 0) {
-          throw new StateConflictError(`state written on ${result.written.length} of ${members} HSM members; a majority is needed`);
+          throw new StateConflictError(`the state could not be written on any of the ${members} HSM members`);
         }
         this.logger.info({ attempt, conflicts: result.conflicts }, 'another replica changed the state first; retrying');
         // Jitter: two replicas that collided should not collide again.

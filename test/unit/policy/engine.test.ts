@@ -1,10 +1,10 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { stringify } from 'yaml';
 import { ConfigError } from '../../../src/config/load.js';
 import { PolicyEngine, resourceName } from '../../../src/policy/engine.js';
 import type { AuthorizationInput } from '../../../src/policy/authorizer.js';
+import { policyText, type StatementSpec } from '../../helpers/policy-fixtures.js';
 
 // --- fixtures ------------------------------------------------------------------
 
@@ -29,16 +29,8 @@ function input(overrides: Partial<Omit<AuthorizationInput, 'attributes'>> & { at
   };
 }
 
-interface StatementSpec {
-  id: string;
-  effect: 'allow' | 'deny';
-  actions: string | string[];
-  resources?: string | string[];
-  conditions?: Record<string, Record<string, string | string[]>>;
-}
-
 function policy(statements: StatementSpec[], extra: Record<string, unknown> = {}): PolicyEngine {
-  return PolicyEngine.fromText(stringify({ version: 1, ...extra, statements }));
+  return PolicyEngine.fromText(policyText(statements, extra));
 }
 
 /** A policy with one allow statement carrying the given conditions. */
