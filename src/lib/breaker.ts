@@ -1,4 +1,7 @@
+import { EventEmitter } from 'node:events';
 import CircuitBreaker from 'opossum';
+
+const BUCKETS = 10;
 
 export interface BreakerSettings {
   /** Failures, as a percentage of calls in the rolling window, that open the breaker. */
@@ -21,7 +24,9 @@ export function createBreaker<TArgs extends unknown[], TResult>(
   settings: BreakerSettings,
   isFailure: (error: unknown) => boolean,
 ): CircuitBreaker<TArgs, TResult> {
-  return new CircuitBreaker(action, {
+  // We rotate the window ourselves, so that closing can empty it (below).
+  const rotation = new EventEmitter();
+  const breaker = new CircuitBreaker(action, {
     name,
     // Callers enforce their own deadlines; an opossum timeout would free its slot while the call still runs.
     timeout: false,
@@ -29,8 +34,18 @@ export function createBreaker<TArgs extends unknown[], TResult>(
     volumeThreshold: settings.volumeThreshold,
     resetTimeout: settings.resetTimeoutMs,
     rollingCountTimeout: settings.rollingWindowMs,
-    rollingCountBuckets: 10,
+    rollingCountBuckets: BUCKETS,
+    rotateBucketController: rotation,
     // errorFilter returning true means "not a failure".
     errorFilter: (error: unknown) => !isFailure(error),
   });
+  const timer = setInterval(() => rotation.emit('rotate'), Math.max(1, Math.floor(settings.rollingWindowMs / BUCKETS)));
+  timer.unref();
+  // opossum keeps the outage's failures in the window after a successful trial closes the breaker, so one more
+  // failure would open it again at once. A recovered dependency starts with a clean window.
+  breaker.on('close', () => {
+    for (let i = 0; i < BUCKETS; i++) rotation.emit('rotate');
+  });
+  breaker.on('shutdown', () => clearInterval(timer));
+  return breaker;
 }
