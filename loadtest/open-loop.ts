@@ -37,13 +37,38 @@ export function percentile(sorted: Float64Array, p: number): number {
   return sorted[index] as number;
 }
 
+/**
+ * Calls `fire(index, scheduledAt)` for request 0..total-1 at `started + index * intervalMs`, evenly paced; a slot
+ * that came while the event loop was late is fired at once, so latency measured from `scheduledAt` counts the wait.
+ * Resolves with the number fired (fewer than `total` when `signal` aborted).
+ */
+export function pace(options: { total: number; intervalMs: number; started: number; fire: (index: number, scheduledAt: number) => void; signal?: AbortSignal }): Promise<number> {
+  const { total, intervalMs, started, fire, signal } = options;
+  let sent = 0;
+  return new Promise((resolve) => {
+    const tick = (): void => {
+      if (signal?.aborted === true) {
+        resolve(sent);
+        return;
+      }
+      const now = performance.now();
+      while (sent < total && started + sent * intervalMs <= now) {
+        fire(sent, started + sent * intervalMs);
+        sent += 1;
+      }
+      if (sent < total) setTimeout(tick, Math.max(0, started + sent * intervalMs - performance.now()));
+      else resolve(sent);
+    };
+    tick();
+  });
+}
+
 export async function runOpenLoop(options: OpenLoopOptions): Promise<OpenLoopResult> {
   const agent = new Agent({ keepAlive: true, maxSockets: options.connections, rejectUnauthorized: false });
   const total = Math.floor(options.rate * options.durationS);
   const intervalMs = 1000 / options.rate;
   const latencies = new Float64Array(total);
   const statusCounts: Record<string, number> = {};
-  let sent = 0;
   let finished = 0;
   let ok = 0;
   let errors = 0;
@@ -71,19 +96,7 @@ export async function runOpenLoop(options: OpenLoopOptions): Promise<OpenLoopRes
     req.end(prepared.body);
   };
 
-  await new Promise<void>((resolve) => {
-    const tick = (): void => {
-      const now = performance.now();
-      // Issue every request whose slot has come, even if the loop ran late.
-      while (sent < total && started + sent * intervalMs <= now) {
-        fire(sent, started + sent * intervalMs);
-        sent += 1;
-      }
-      if (sent < total) setTimeout(tick, Math.max(0, started + sent * intervalMs - performance.now()));
-      else resolve();
-    };
-    tick();
-  });
+  const sent = await pace({ total, intervalMs, started, fire });
   while (finished < total) await new Promise((resolve) => setTimeout(resolve, 5));
   agent.destroy();
   return { sent, ok, errors, statusCounts, latenciesMs: latencies.sort(), elapsedS: (performance.now() - started) / 1000 };

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(softhsm2 p11-kit opensc redis-server jq curl uuid-runtime openssl libp11-kit-dev gcc g++ make python3)
+APT_PACKAGES=(softhsm2 p11-kit opensc redis-server jq curl uuid-runtime openssl libp11-kit-dev gcc g++ make python3 libffi-dev pkg-config xz-utils)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
