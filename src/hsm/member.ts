@@ -105,6 +105,8 @@ export class HsmMember {
   private readonly logger: Logger;
   private readonly slots: AgentSlot[];
   private readonly watchdog: NodeJS.Timeout;
+  private lastWatchdogAt = performance.now();
+  private lastPause = { endedAt: 0, ms: 0 };
   private readonly breaker: CircuitBreaker<[AgentProcess, AgentOperation, number], unknown>;
   private verifier: AgentVerifier | undefined;
   private mode: MemberMode = 'serving';
@@ -334,7 +336,7 @@ export class HsmMember {
 
   private isAvailable(slot: AgentSlot, now = performance.now()): boolean {
     const agent = slot.agent;
-    return !slot.starting && agent !== undefined && agent.alive && agent.oldestOutstandingMs(now) <= this.settings.callTimeoutMs;
+    return !slot.starting && agent !== undefined && agent.alive && this.stallMs(agent, now) <= this.settings.callTimeoutMs;
   }
 
   private pickSlot(): AgentSlot {
@@ -371,12 +373,33 @@ export class HsmMember {
     }
   }
 
+  /**
+   * How long this process could not run since the watchdog's last tick (GC, CPU throttling): answers that arrived
+   * meanwhile are unread, so that time must not count as the HSM's. Zero while the event loop keeps up.
+   */
+  private pausedMs(now: number): number {
+    return Math.max(0, now - this.lastWatchdogAt - WATCHDOG_INTERVAL_MS);
+  }
+
+  /**
+   * How long the agent's oldest call has waited on the HSM: its age, less the pauses of this process it spans
+   * (the one going on, and the last one the watchdog saw, whose unread answers may still be in the pipe).
+   */
+  private stallMs(agent: AgentProcess, now: number): number {
+    const age = agent.oldestOutstandingMs(now);
+    const lastPause = age > now - this.lastPause.endedAt ? this.lastPause.ms : 0;
+    return age - this.pausedMs(now) - lastPause;
+  }
+
   private checkForHungAgents(): void {
     const now = performance.now();
+    const paused = this.pausedMs(now);
+    if (paused > 0) this.lastPause = { endedAt: now, ms: paused };
+    this.lastWatchdogAt = now;
     for (const slot of this.slots) {
       const agent = slot.agent;
       if (agent === undefined || !agent.alive) continue;
-      const hungFor = agent.oldestOutstandingMs(now);
+      const hungFor = this.stallMs(agent, now);
       if (hungFor > this.settings.hungAfterMs) {
         this.noteError(`agent hung for ${Math.round(hungFor)} ms`);
         this.logger.error({ hungForMs: Math.round(hungFor), pid: agent.pid }, 'HSM call hung; killing agent and rebuilding its PKCS#11 context');
