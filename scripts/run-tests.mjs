@@ -47,9 +47,11 @@ if (selected.length === 0) {
   process.exit(1);
 }
 const unit = selected.filter((file) => file.includes(`${join('test', 'unit')}`));
-const integration = selected.filter((file) => !unit.includes(file));
+// The drills run their own HSM processes, proxy and steady traffic: alone, so they and the rest do not starve each other.
+const drills = selected.filter((file) => file.includes(`${join('integration', 'drill')}`));
+const integration = selected.filter((file) => !unit.includes(file) && !drills.includes(file));
 
 // Every stage runs even after a failure, so one red file does not hide the rest. The log search needs
 // proxies to have run, so it follows the integration tests (all of them, or the ones selected).
-const results = [run(unit, 2), run(integration, 2), integration.length > 0 ? run([FINAL], 1) : 0];
+const results = [run(unit, 2), run(integration, 2), run(drills, 1), integration.length + drills.length > 0 ? run([FINAL], 1) : 0];
 process.exit(results.some((status) => status !== 0) ? 1 : 0);

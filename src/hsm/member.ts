@@ -215,7 +215,7 @@ export class HsmMember {
    * taken, or every agent stalled.
    */
   load(): number {
-    if (this.mode !== 'serving' || this.health() === 'UNAVAILABLE') return Number.POSITIVE_INFINITY;
+    if (this.mode !== 'serving' || this.health() === 'UNAVAILABLE' || this.availableSlots() === 0) return Number.POSITIVE_INFINITY;
     if (this.breaker.halfOpen && !this.breaker.pendingClose) return Number.POSITIVE_INFINITY;
     return (this.inFlight() + 1) / this.settings.weight;
   }
@@ -226,8 +226,9 @@ export class HsmMember {
     // One slow probe on a busy member is a symptom, not an outage: UNAVAILABLE needs a real failure or repeated timeouts.
     const probeFailed = this.lastProbe !== undefined && !this.lastProbe.ok;
     if (probeFailed && (this.lastProbe?.timedOut !== true || this.probeTimeoutsInARow >= PROBE_TIMEOUTS_FOR_UNAVAILABLE)) return 'UNAVAILABLE';
-    const available = this.slots.filter((slot) => this.isAvailable(slot)).length;
-    if (available === 0) return 'UNAVAILABLE';
+    // Agents that are alive but all behind on a call (a slow or briefly stuck HSM) get no new work, but the member is
+    // DEGRADED until the watchdog calls a call hung (hsm.hungAfterMs) and replaces the agent: then it is UNAVAILABLE.
+    const available = this.availableSlots();
     const slow =
       probeFailed ||
       (this.lastProbe !== undefined && this.lastProbe.latencyMs > this.settings.degradedLatencyMs) ||
@@ -332,6 +333,11 @@ export class HsmMember {
       throw new HsmError('device', 'health-check round trip returned different bytes');
     }
     return { ok: true, latencyMs: performance.now() - started, at: Date.now() };
+  }
+
+  private availableSlots(): number {
+    const now = performance.now();
+    return this.slots.filter((slot) => this.isAvailable(slot, now)).length;
   }
 
   private isAvailable(slot: AgentSlot, now = performance.now()): boolean {
