@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { Deadline } from '../lib/deadline.js';
 import { HsmError } from './errors.js';
 import type { ConsistencyReport, KeyConsistency } from './key-consistency.js';
-import type { HsmMember, MemberSnapshot } from './member.js';
+import type { HsmMember, MemberSnapshot, OperationObserver } from './member.js';
 import type { AgentOperation, AgentResults } from './protocol.js';
 
 /** Below this, a retry on another member could not finish inside the request's budget. */
@@ -49,6 +49,11 @@ export class HsmCluster {
     }
     const serving = this.members.filter((member) => member.health() !== 'UNAVAILABLE').length;
     this.logger.info({ serving, members: this.members.length }, 'HSM cluster started');
+  }
+
+  /** Every agent call of every member, probes included, goes to the observer (metrics). */
+  observeOperations(observer: OperationObserver): void {
+    for (const member of this.members) member.setObserver(observer);
   }
 
   keyConsistencyReport(): ConsistencyReport | undefined {

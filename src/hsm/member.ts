@@ -4,7 +4,7 @@ import type CircuitBreaker from 'opossum';
 import type { Logger } from 'pino';
 import { AgentProcess } from './agent-process.js';
 import { createMemberBreaker, type BreakerSettings } from './breaker.js';
-import { HsmError } from './errors.js';
+import { HsmError, type HsmErrorKind } from './errors.js';
 import type { AgentOperation, AgentResults } from './protocol.js';
 
 /** What health reporting (XKS GetHealthStatus, /ready) says about a member. */
@@ -93,6 +93,15 @@ const LATENCY_SMOOTHING = 0.2;
 /** Probe timeouts in a row before a member whose data calls may still work is reported UNAVAILABLE. */
 const PROBE_TIMEOUTS_FOR_UNAVAILABLE = 2;
 
+/** One agent call as the metrics see it; error is the HSM error kind (a bounded set), undefined on success. */
+export interface OperationEvent {
+  readonly member: string;
+  readonly op: AgentOperation['op'];
+  readonly ms: number;
+  readonly error: HsmErrorKind | undefined;
+}
+export type OperationObserver = (event: OperationEvent) => void;
+
 /**
  * One HSM in the cluster: its agent processes (each a PKCS#11 context with its
  * own session), an opossum circuit breaker around the agent calls, a watchdog
@@ -118,6 +127,7 @@ export class HsmMember {
   private probeTimeoutsInARow = 0;
   private misconfigured = false;
   private closed = false;
+  private observer: OperationObserver | undefined;
 
   constructor(settings: MemberSettings, logger: Logger) {
     this.settings = settings;
@@ -143,6 +153,11 @@ export class HsmMember {
 
   get id(): string {
     return this.settings.id;
+  }
+
+  /** Installed by the metrics: told of every agent call this member makes, probes included. */
+  setObserver(observer: OperationObserver): void {
+    this.observer = observer;
   }
 
   /** Installed by the cluster: the key-material check every new agent must pass before serving. */
@@ -272,10 +287,13 @@ export class HsmMember {
     const started = performance.now();
     try {
       const result = (await this.breaker.fire(agent, operation, Math.max(1, timeoutMs))) as AgentResults[K];
-      this.recordLatency(performance.now() - started);
+      const elapsedMs = performance.now() - started;
+      this.recordLatency(elapsedMs);
+      this.observer?.({ member: this.id, op: operation.op, ms: elapsedMs, error: undefined });
       return result;
     } catch (error) {
       const failure = this.toHsmError(error);
+      this.observer?.({ member: this.id, op: operation.op, ms: performance.now() - started, error: failure.kind });
       this.onFailure(slot, agent, failure);
       throw failure;
     }

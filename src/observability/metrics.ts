@@ -2,6 +2,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { CacheCounters, CacheTier } from '../cache/decision-cache.js';
 import type { RedisStatus } from '../cache/redis.js';
 import type { HsmCluster } from '../hsm/cluster.js';
+import { RecentRequests, type ApiSummary } from './recent-requests.js';
 
 const HEALTH_VALUE = { ACTIVE: 2, DEGRADED: 1, UNAVAILABLE: 0 } as const;
 const BREAKER_VALUE = { closed: 0, 'half-open': 1, open: 2 } as const;
@@ -14,6 +15,8 @@ export class ProxyMetrics {
   readonly registry = new Registry();
   private readonly requests: Counter<'contract' | 'api' | 'key_store' | 'outcome'>;
   private readonly duration: Histogram<'contract' | 'api' | 'outcome'>;
+  /** The last minute per API, for the SRE console. */
+  private readonly recent = new RecentRequests();
 
   constructor(options: { defaultMetrics: boolean } = { defaultMetrics: true }) {
     if (options.defaultMetrics) {
@@ -61,10 +64,45 @@ export class ProxyMetrics {
   observeRequest(contract: string, api: string, keyStore: string, outcome: string, durationMs: number): void {
     this.requests.inc({ contract, api, key_store: keyStore, outcome });
     this.duration.observe({ contract, api, outcome: outcome === 'success' ? 'success' : 'error' }, durationMs / 1000);
+    this.recent.record(contract, api, durationMs, outcome !== 'success');
   }
 
-  /** Gauges read from the cluster at scrape time, so they are never stale. */
+  /** Rate, errors, p50 and p99 per API over the last minute. */
+  apiSummaries(): ApiSummary[] {
+    return this.recent.summaries();
+  }
+
+  /** Gauges read from the cluster at scrape time, so they are never stale; agent calls observed as they happen. */
   watchCluster(cluster: HsmCluster): void {
+    const operations = new Histogram({
+      name: 'hyok_hsm_operation_duration_seconds',
+      help: 'Agent calls to each HSM member (probes included) by operation and outcome (ok or the HSM error kind).',
+      labelNames: ['member', 'operation', 'outcome'],
+      buckets: [0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5],
+      registers: [this.registry],
+    });
+    const errors = new Counter({
+      name: 'hyok_hsm_operation_errors_total',
+      help: 'Failed agent calls to each HSM member by operation and HSM error kind (data and usage errors are the caller\'s, not the member\'s).',
+      labelNames: ['member', 'operation', 'kind'],
+      registers: [this.registry],
+    });
+    cluster.observeOperations(({ member, op, ms, error }) => {
+      operations.observe({ member, operation: op, outcome: error ?? 'ok' }, ms / 1000);
+      if (error !== undefined) errors.inc({ member, operation: op, kind: error });
+    });
+    new Gauge({
+      name: 'hyok_hsm_member_agents',
+      help: 'Agent processes (each one PKCS#11 session) of each HSM member: configured, and serving now.',
+      labelNames: ['member', 'state'],
+      registers: [this.registry],
+      collect() {
+        for (const member of cluster.snapshot()) {
+          this.set({ member: member.id, state: 'configured' }, member.agents);
+          this.set({ member: member.id, state: 'serving' }, member.servingAgents);
+        }
+      },
+    });
     new Gauge({
       name: 'hyok_hsm_member_health',
       help: 'Health of each HSM member: 2 ACTIVE, 1 DEGRADED, 0 UNAVAILABLE.',

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { useAdminFixture } from '../../helpers/lifecycle.js';
+import { expectXksError, sealedFrom } from '../../helpers/xks-client.js';
 
 const POLICY = `version: 1
 defaultEffect: deny
@@ -45,6 +46,54 @@ describe('Prometheus metrics move with traffic, cluster changes and key states',
     assert.equal(value(after, ok) - value(before, ok), 5, [...after.keys()].filter((name) => name.startsWith('hyok_requests_total')).join('\n'));
     const count = 'hyok_request_duration_seconds_count{contract="aws-xks",api="Encrypt",outcome="success"}';
     assert.equal(value(after, count) - value(before, count), 5);
+  });
+
+  it('exports every metric the dashboard and runbooks rely on', async () => {
+    const url = suite.fixture.proxy?.metricsUrl;
+    assert.ok(url !== undefined);
+    const text = await (await fetch(url)).text();
+    const declared = new Set([...text.matchAll(/^# TYPE (\S+) /gm)].map((match) => match[1]));
+    for (const name of [
+      'hyok_requests_total',
+      'hyok_request_duration_seconds',
+      'hyok_policy_decision_cache_total',
+      'hyok_hsm_member_health',
+      'hyok_hsm_member_in_flight',
+      'hyok_hsm_member_breaker_state',
+      'hyok_hsm_member_fenced',
+      'hyok_hsm_member_agents',
+      'hyok_hsm_operation_duration_seconds',
+      'hyok_hsm_operation_errors_total',
+      'hyok_keys',
+      'nodejs_eventloop_lag_p99_seconds',
+      'process_resident_memory_bytes',
+    ]) {
+      assert.ok(declared.has(name), `${name} is exported`);
+    }
+    assert.ok(!/key_id=|principal=|keyId=/.test(text), 'no key id or principal label');
+  });
+
+  it('times HSM operations per member and counts their errors by kind, the caller\'s apart from the member\'s', async () => {
+    const sum = (metrics: Map<string, number>, prefix: string, contains: string[]): number =>
+      [...metrics].filter(([name]) => name.startsWith(prefix) && contains.every((part) => name.includes(part))).reduce((total, [, count]) => total + count, 0);
+    const before = await scrape();
+    const encrypted = [];
+    for (let i = 0; i < 6; i++) encrypted.push(await suite.fixture.client.encrypt('foo', { plaintext: randomBytes(32) }));
+    const sealed = sealedFrom(encrypted[0]!);
+    const tampered = Buffer.from(sealed.tag, 'base64');
+    tampered[0]! ^= 1;
+    expectXksError(await suite.fixture.client.decrypt('foo', { ...sealed, tag: tampered.toString('base64') }), 400, 'InvalidCiphertextException');
+    const after = await scrape();
+    const encrypts = (metrics: Map<string, number>): number => sum(metrics, 'hyok_hsm_operation_duration_seconds_count', ['operation="encrypt"', 'outcome="ok"']);
+    assert.ok(encrypts(after) - encrypts(before) >= 6, 'each encrypt is timed on the member that served it');
+    const dataErrors = (metrics: Map<string, number>): number => sum(metrics, 'hyok_hsm_operation_errors_total', ['operation="decrypt"', 'kind="data"']);
+    assert.equal(dataErrors(after) - dataErrors(before), 1, 'a bad tag is counted once, as the caller\'s data error');
+    for (const member of ['softhsm-1', 'softhsm-2', 'softhsm-3']) {
+      const configured = after.get(`hyok_hsm_member_agents{member="${member}",state="configured"}`);
+      assert.ok(configured !== undefined && configured >= 1, member);
+      assert.equal(after.get(`hyok_hsm_member_agents{member="${member}",state="serving"}`), configured, `${member} serves with every agent`);
+    }
+    assert.ok(Number.isFinite(after.get('nodejs_eventloop_lag_p99_seconds')), 'event-loop delay is measured');
   });
 
   it('counts decision-cache lookups per tier: repeated requests hit the in-process tier', async () => {
