@@ -1,8 +1,12 @@
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { CacheCounters, CacheTier } from '../cache/decision-cache.js';
 import type { RedisStatus } from '../cache/redis.js';
 import type { HsmCluster } from '../hsm/cluster.js';
 import { RecentRequests, type ApiSummary } from './recent-requests.js';
+
+/** Sampling interval of the event-loop delay monitor. */
+const EVENT_LOOP_RESOLUTION_MS = 10;
 
 const HEALTH_VALUE = { ACTIVE: 2, DEGRADED: 1, UNAVAILABLE: 0 } as const;
 const BREAKER_VALUE = { closed: 0, 'half-open': 1, open: 2 } as const;
@@ -21,7 +25,8 @@ export class ProxyMetrics {
   constructor(options: { defaultMetrics: boolean } = { defaultMetrics: true }) {
     if (options.defaultMetrics) {
       // Includes nodejs_eventloop_lag_p50/p90/p99_seconds from monitorEventLoopDelay.
-      collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 10 });
+      collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: EVENT_LOOP_RESOLUTION_MS });
+      this.watchEventLoopDelay();
     }
     this.requests = new Counter({
       name: 'hyok_requests_total',
@@ -35,6 +40,31 @@ export class ProxyMetrics {
       labelNames: ['contract', 'api', 'outcome'],
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
       registers: [this.registry],
+    });
+  }
+
+  /**
+   * nodejs_eventloop_lag_* report each timer interval whole, sampling interval
+   * included: an idle loop reads ~10 ms. This gauge subtracts the interval, so it
+   * is the delay a callback actually waited. Reset at each scrape, like those.
+   */
+  private watchEventLoopDelay(): void {
+    const histogram = monitorEventLoopDelay({ resolution: EVENT_LOOP_RESOLUTION_MS });
+    histogram.enable();
+    const delaySeconds = (recordedNs: number): number => Math.max(0, recordedNs / 1e6 - EVENT_LOOP_RESOLUTION_MS) / 1000;
+    new Gauge({
+      name: 'hyok_event_loop_delay_seconds',
+      help: `Event-loop delay since the last scrape (the ${EVENT_LOOP_RESOLUTION_MS} ms sampling interval removed), by quantile (0.5, 0.99, 1 for the maximum).`,
+      labelNames: ['quantile'],
+      registers: [this.registry],
+      collect() {
+        if (histogram.count > 0) {
+          this.set({ quantile: '0.5' }, delaySeconds(histogram.percentile(50)));
+          this.set({ quantile: '0.99' }, delaySeconds(histogram.percentile(99)));
+          this.set({ quantile: '1' }, delaySeconds(histogram.max));
+        }
+        histogram.reset();
+      },
     });
   }
 

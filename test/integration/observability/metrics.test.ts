@@ -66,6 +66,7 @@ describe('Prometheus metrics move with traffic, cluster changes and key states',
       'hyok_hsm_operation_errors_total',
       'hyok_keys',
       'nodejs_eventloop_lag_p99_seconds',
+      'hyok_event_loop_delay_seconds',
       'process_resident_memory_bytes',
     ]) {
       assert.ok(declared.has(name), `${name} is exported`);
@@ -93,7 +94,10 @@ describe('Prometheus metrics move with traffic, cluster changes and key states',
       assert.ok(configured !== undefined && configured >= 1, member);
       assert.equal(after.get(`hyok_hsm_member_agents{member="${member}",state="serving"}`), configured, `${member} serves with every agent`);
     }
-    assert.ok(Number.isFinite(after.get('nodejs_eventloop_lag_p99_seconds')), 'event-loop delay is measured');
+    const delay = after.get('hyok_event_loop_delay_seconds{quantile="0.99"}');
+    const lag = after.get('nodejs_eventloop_lag_p99_seconds');
+    assert.ok(delay !== undefined && lag !== undefined && delay >= 0, 'event-loop delay is measured');
+    assert.ok(delay < lag, `the delay (${delay}) leaves out the 10 ms sampling interval prom-client's lag (${lag}) includes`);
   });
 
   it('counts decision-cache lookups per tier: repeated requests hit the in-process tier', async () => {

@@ -49,7 +49,7 @@ describe('the Grafana dashboard (deploy/grafana)', () => {
     assert.ok(referenced.size >= 10, `the dashboard covers the product's metrics (${referenced.size})`);
     const unknown = [...referenced].filter((name) => !exported.has(name));
     assert.deepEqual(unknown, [], 'every metric in a panel query exists');
-    for (const name of ['hyok_requests_total', 'hyok_hsm_member_health', 'hyok_hsm_member_breaker_state', 'hyok_hsm_operation_duration_seconds_bucket', 'hyok_redis_up', 'hyok_keys', 'nodejs_eventloop_lag_p99_seconds']) {
+    for (const name of ['hyok_requests_total', 'hyok_hsm_member_health', 'hyok_hsm_member_breaker_state', 'hyok_hsm_operation_duration_seconds_bucket', 'hyok_redis_up', 'hyok_keys', 'hyok_event_loop_delay_seconds']) {
       assert.ok(referenced.has(name), `a panel shows ${name}`);
     }
   });
