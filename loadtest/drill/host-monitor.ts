@@ -91,11 +91,15 @@ class OwnCpu {
   }
 }
 
+/** The drill's own delay monitor samples this often; its readings include the interval, which is removed. */
+const DELAY_RESOLUTION_MS = 10;
+
 async function proxyLoopDelayMaxMs(metricsUrl: string | undefined): Promise<number | null> {
   if (metricsUrl === undefined) return null;
   try {
     const response = await fetch(metricsUrl, { signal: AbortSignal.timeout(500) });
-    const match = /^nodejs_eventloop_lag_max_seconds (\S+)$/m.exec(await response.text());
+    // Without the sampling interval (nodejs_eventloop_lag_* include it: docs/metrics.md).
+    const match = /^hyok_event_loop_delay_seconds\{quantile="1"\} (\S+)$/m.exec(await response.text());
     return match === null ? null : Math.round(Number(match[1]) * 10_000) / 10;
   } catch {
     return null;
@@ -113,7 +117,7 @@ export class HostMonitor {
    */
   start(startedAtPerf: number, metricsUrl: string | undefined, groups: () => readonly number[]): void {
     this.running = true;
-    const delay = monitorEventLoopDelay({ resolution: 10 });
+    const delay = monitorEventLoopDelay({ resolution: DELAY_RESOLUTION_MS });
     delay.enable();
     this.loop = (async () => {
       await proxyLoopDelayMaxMs(metricsUrl); // resets the proxy's histogram
@@ -134,7 +138,7 @@ export class HostMonitor {
           cpuBusyPct: busy,
           drillCpuPct: drill,
           otherCpuPct: busy === null || drill === null ? null : Math.round(10 * Math.max(0, busy - drill)) / 10,
-          drillLoopDelayMaxMs: Math.round(delay.max / 1e5) / 10,
+          drillLoopDelayMaxMs: Math.max(0, Math.round(delay.max / 1e5) / 10 - DELAY_RESOLUTION_MS),
           proxyLoopDelayMaxMs: proxy,
         });
         delay.reset();
