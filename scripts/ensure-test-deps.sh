@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-TEST_APT_PACKAGES=(chromium systemd unzip)
+TEST_APT_PACKAGES=(chromium systemd unzip strace)
 missing=()
 for pkg in "${TEST_APT_PACKAGES[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then

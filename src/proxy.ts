@@ -50,6 +50,8 @@ export interface ProxyOptions {
   readonly env?: Environment;
   /** Reload automatically when the config, secret, policy or certificate files change (SIGHUP always works through reload()). */
   readonly watchFiles?: boolean;
+  /** Applied to the configuration at start and at every reload (a worker of `serve --workers` adjusts its own). */
+  readonly adjustConfig?: (loaded: LoadedConfig) => LoadedConfig;
 }
 
 export interface ReloadResult {
@@ -64,6 +66,8 @@ export interface RunningProxy {
   readonly metricsUrl: string | undefined;
   readonly adminUrl: string | undefined;
   readonly cluster: HsmCluster;
+  /** Fleet state (lifecycle, kill switches, approvals). */
+  readonly state: StateService;
   readonly metrics: ProxyMetrics;
   readonly logger: Logger;
   ready(): boolean;
@@ -153,7 +157,9 @@ function watchedFiles(config: Config, file: string): string[] {
 }
 
 /** The composition root: config in, a serving proxy out. No globals; tests start several side by side. */
-export async function startProxy(loaded: LoadedConfig, options: ProxyOptions = {}): Promise<RunningProxy> {
+export async function startProxy(given: LoadedConfig, options: ProxyOptions = {}): Promise<RunningProxy> {
+  const adjust = options.adjustConfig ?? ((unchanged: LoadedConfig): LoadedConfig => unchanged);
+  const loaded = adjust(given);
   const env = options.env ?? process.env;
   const config = loaded.config;
   const logger = options.logger ?? createLogger(config.logging);
@@ -377,7 +383,7 @@ export async function startProxy(loaded: LoadedConfig, options: ProxyOptions = {
   // Synchronous from start to swap, so two reloads can never interleave.
   const reloadNow = (): ReloadResult => {
     try {
-      const next = loadConfig(loaded.file, env);
+      const next = adjust(loadConfig(loaded.file, env));
       const nextCredentials = CredentialStore.fromConfig(next.config, env);
       // Validates the policy file before anything is swapped; throws (and the reload is refused) when it is invalid.
       policy.loadConfig(next.config.policy, state.current);
@@ -455,6 +461,7 @@ export async function startProxy(loaded: LoadedConfig, options: ProxyOptions = {
     metricsUrl,
     adminUrl: admin?.url,
     cluster,
+    state,
     metrics,
     logger,
     ready: () => cluster.canServe(),

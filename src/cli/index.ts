@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { verifyAuditChain } from '../audit/audit-log.js';
@@ -12,7 +13,10 @@ import type { KeyUsageFlags, TokenKey } from '../hsm/token-admin-protocol.js';
 import { fromRoot } from '../lib/paths.js';
 import { addAdminCommands, addRotateCommand } from './admin-commands.js';
 import { PolicyEngine } from '../policy/engine.js';
+import { createLogger } from '../lib/logger.js';
 import { PRODUCT_VERSION, startProxy } from '../proxy.js';
+import { runPrimary, signalWorkers } from '../workers/primary.js';
+import { configForWorker, joinPrimary, workerIndex } from '../workers/worker.js';
 
 const out = (text: string): void => void process.stdout.write(`${text}\n`);
 const err = (text: string): void => void process.stderr.write(`${text}\n`);
@@ -68,7 +72,57 @@ function readMaterial(file: string): Buffer {
   throw new InvalidArgumentError('key material must be 32 bytes: raw, hex or Base64');
 }
 
-async function serve(options: { config?: string }): Promise<void> {
+function parseWorkers(value: string): number {
+  const count = value === 'auto' ? availableParallelism() : Number(value);
+  if (!Number.isSafeInteger(count) || count < 1 || count > 64) throw new InvalidArgumentError('--workers takes 1..64 or auto');
+  return count;
+}
+
+/** One of `serve --workers N`'s workers: the usual proxy, joined to the primary. */
+async function serveAsWorker(index: number, options: { config?: string }): Promise<void> {
+  if (options.config === undefined) throw new InvalidArgumentError('a worker needs --config');
+  const proxy = await startProxy(loadConfig(options.config), { watchFiles: true, adjustConfig: (loaded) => configForWorker(loaded, index) });
+  joinPrimary(proxy, proxy.state);
+  process.on('SIGHUP', () => void proxy.reload());
+  let stopping = false;
+  const stop = (): void => {
+    if (stopping) return;
+    stopping = true;
+    void proxy.close().then(() => process.exit(0));
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  // The primary is gone: a worker never serves unsupervised.
+  process.on('disconnect', stop);
+}
+
+async function servePrimary(workers: number, loaded: LoadedConfig, onReady?: (port: number) => void): Promise<void> {
+  const logger = createLogger(loaded.config.logging);
+  const primary = await runPrimary({
+    workers,
+    workerArgs: ['serve', '--config', loaded.file],
+    metrics: loaded.config.metrics,
+    logger,
+    onReady: ({ port }) => onReady?.(port),
+  });
+  process.on('SIGHUP', () => signalWorkers('SIGHUP'));
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    void primary.close().then(() => process.exit(0));
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+async function serve(options: { config?: string; workers: number }): Promise<void> {
+  const index = workerIndex();
+  if (index !== undefined) {
+    await serveAsWorker(index, options);
+    return;
+  }
   let loaded: LoadedConfig;
   let envFileFor: ((port: number) => string) | undefined;
   let dev: Awaited<ReturnType<typeof ensureDevEnvironment>> | undefined;
@@ -80,13 +134,19 @@ async function serve(options: { config?: string }): Promise<void> {
   } else {
     loaded = loadConfig(options.config);
   }
-  const proxy = await startProxy(loaded, { watchFiles: true });
-  if (envFileFor !== undefined && dev !== undefined) {
-    const envFile = envFileFor(proxy.port);
-    err(`[dev] hyok-proxy is ready on https://localhost:${proxy.port}${dev.uriPrefix}${XKS_API_PATH_SUFFIX}`);
+  const announceDev = (port: number): void => {
+    if (envFileFor === undefined || dev === undefined) return;
+    const envFile = envFileFor(port);
+    err(`[dev] hyok-proxy is ready on https://localhost:${port}${dev.uriPrefix}${XKS_API_PATH_SUFFIX}`);
     err(`[dev] wrote ${envFile} for the public XKS test client (aws-samples/aws-kms-xksproxy-test-client)`);
     err(`[dev] try it:\n${curlExample(envFile)}`);
+  };
+  if (options.workers > 1) {
+    await servePrimary(options.workers, loaded, announceDev);
+    return;
   }
+  const proxy = await startProxy(loaded, { watchFiles: true });
+  announceDev(proxy.port);
   process.on('SIGHUP', () => void proxy.reload());
   let stopping = false;
   const stop = (signal: string): void => {
@@ -109,6 +169,7 @@ export function buildProgram(): Command {
     .command('serve')
     .description('run the proxy; without --config, on the embedded dev setup in var/dev (SoftHSM tokens, dev PKI)')
     .option('-c, --config <file>', 'configuration file (YAML)')
+    .option('-w, --workers <n>', 'worker processes sharing the ports, each with its own HSM sessions (a number or auto: one per CPU)', parseWorkers, 1)
     .action(serve);
 
   program

@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { Deadline } from '../lib/deadline.js';
 import { HsmError } from './errors.js';
 import type { ConsistencyReport, KeyConsistency } from './key-consistency.js';
-import type { HsmMember, MemberSnapshot, OperationObserver } from './member.js';
+import type { HsmMember, MemberControl, MemberSnapshot, OperationObserver } from './member.js';
 import type { AgentOperation, AgentResults } from './protocol.js';
 
 /** Below this, a retry on another member could not finish inside the request's budget. */
@@ -65,12 +65,26 @@ export class HsmCluster {
   }
 
   /** Puts a member back into service; if its key material still differs, the check fences it again at once. */
-  async restore(id: string, actor: string): Promise<MemberSnapshot | undefined> {
+  async restore(id: string, actor: string, relay = true): Promise<MemberSnapshot | undefined> {
     const member = this.member(id);
     if (member === undefined) return undefined;
-    member.restore(actor);
+    member.restore(actor, relay);
     await this.consistency?.verify();
     return member.snapshot();
+  }
+
+  /** Operator actions on any member are told to `listener` (another worker process applies them with applyControl). */
+  onControl(listener: (control: MemberControl) => void): void {
+    for (const member of this.members) member.setControlListener(listener);
+  }
+
+  /** Applies an action another worker process took, without relaying it back. */
+  async applyControl(control: MemberControl): Promise<void> {
+    const member = this.member(control.member);
+    if (member === undefined) return;
+    if (control.action === 'drain') member.drain(control.actor, false);
+    else if (control.action === 'fence') member.fenceOff(control.reason ?? 'fenced by an operator', control.actor, false);
+    else await this.restore(control.member, control.actor, false);
   }
 
   async close(): Promise<void> {

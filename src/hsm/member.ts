@@ -102,6 +102,14 @@ export interface OperationEvent {
 }
 export type OperationObserver = (event: OperationEvent) => void;
 
+/** An operator's (or a drill's) action on a member, as relayed between worker processes. */
+export interface MemberControl {
+  readonly member: string;
+  readonly action: 'drain' | 'fence' | 'restore';
+  readonly actor: string;
+  readonly reason?: string;
+}
+
 /**
  * One HSM in the cluster: its agent processes (each a PKCS#11 context with its
  * own session), an opossum circuit breaker around the agent calls, a watchdog
@@ -128,6 +136,7 @@ export class HsmMember {
   private misconfigured = false;
   private closed = false;
   private observer: OperationObserver | undefined;
+  private controlListener: ((control: MemberControl) => void) | undefined;
 
   constructor(settings: MemberSettings, logger: Logger) {
     this.settings = settings;
@@ -182,24 +191,33 @@ export class HsmMember {
   }
 
   /** Stop sending new work; work in flight finishes. */
-  drain(actor: string): void {
+  drain(actor: string, relay = true): void {
     this.mode = 'draining';
     this.fence = undefined;
     this.logger.warn({ actor }, 'member draining');
+    if (relay) this.controlListener?.({ member: this.id, action: 'drain', actor });
   }
 
   /** Out of service at once: no new work (work in flight cannot be recalled from an HSM). */
-  fenceOff(reason: string, by: string): void {
+  fenceOff(reason: string, by: string, relay = true): void {
     this.mode = 'fenced';
     this.fence = { reason, by, at: Date.now() };
     this.logger.error({ reason, by }, 'member fenced');
+    // The proxy's own fences (key check, watchdog) are decided by each process from what it sees.
+    if (relay && by !== 'proxy') this.controlListener?.({ member: this.id, action: 'fence', actor: by, reason });
   }
 
   /** Back into service; the caller re-verifies key material first when the fence was about it. */
-  restore(actor: string): void {
+  restore(actor: string, relay = true): void {
     this.mode = 'serving';
     this.fence = undefined;
     this.logger.info({ actor }, 'member restored');
+    if (relay) this.controlListener?.({ member: this.id, action: 'restore', actor });
+  }
+
+  /** Installed when several worker processes serve: an operator's drain, fence or restore reaches them all. */
+  setControlListener(listener: (control: MemberControl) => void): void {
+    this.controlListener = listener;
   }
 
   getFence(): FenceInfo | undefined {

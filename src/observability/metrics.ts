@@ -12,7 +12,9 @@ const HEALTH_VALUE = { ACTIVE: 2, DEGRADED: 1, UNAVAILABLE: 0 } as const;
 const BREAKER_VALUE = { closed: 0, 'half-open': 1, open: 2 } as const;
 
 /**
- * Prometheus metrics. Labels are bounded: contract, API, key store name,
+ * Prometheus metrics. With `serve --workers N` the primary sums counters and
+ * histograms across workers; each gauge says how it combines (`aggregator`):
+ * a member is as healthy as the worst worker sees it. Labels are bounded: contract, API, key store name,
  * outcome (an error name), member id. Never a key id or a principal.
  */
 export class ProxyMetrics {
@@ -54,6 +56,7 @@ export class ProxyMetrics {
     const delaySeconds = (recordedNs: number): number => Math.max(0, recordedNs / 1e6 - EVENT_LOOP_RESOLUTION_MS) / 1000;
     new Gauge({
       name: 'hyok_event_loop_delay_seconds',
+      aggregator: 'max',
       help: `Event-loop delay since the last scrape (the ${EVENT_LOOP_RESOLUTION_MS} ms sampling interval removed), by quantile (0.5, 0.99, 1 for the maximum).`,
       labelNames: ['quantile'],
       registers: [this.registry],
@@ -82,6 +85,7 @@ export class ProxyMetrics {
   watchRedis(status: () => RedisStatus): void {
     new Gauge({
       name: 'hyok_redis_up',
+      aggregator: 'min',
       help: '1 when the Redis connection is ready and its breaker closed, else 0.',
       registers: [this.registry],
       collect() {
@@ -123,6 +127,7 @@ export class ProxyMetrics {
     });
     new Gauge({
       name: 'hyok_hsm_member_agents',
+      aggregator: 'sum',
       help: 'Agent processes (each one PKCS#11 session) of each HSM member: configured, and serving now.',
       labelNames: ['member', 'state'],
       registers: [this.registry],
@@ -135,6 +140,7 @@ export class ProxyMetrics {
     });
     new Gauge({
       name: 'hyok_hsm_member_health',
+      aggregator: 'min',
       help: 'Health of each HSM member: 2 ACTIVE, 1 DEGRADED, 0 UNAVAILABLE.',
       labelNames: ['member'],
       registers: [this.registry],
@@ -144,6 +150,7 @@ export class ProxyMetrics {
     });
     new Gauge({
       name: 'hyok_hsm_member_in_flight',
+      aggregator: 'sum',
       help: 'Operations sent to each HSM member and not yet answered.',
       labelNames: ['member'],
       registers: [this.registry],
@@ -153,6 +160,7 @@ export class ProxyMetrics {
     });
     new Gauge({
       name: 'hyok_hsm_member_breaker_state',
+      aggregator: 'max',
       help: 'Circuit breaker of each HSM member: 0 closed, 1 half-open, 2 open.',
       labelNames: ['member'],
       registers: [this.registry],
@@ -162,6 +170,7 @@ export class ProxyMetrics {
     });
     new Gauge({
       name: 'hyok_hsm_member_fenced',
+      aggregator: 'max',
       help: '1 while an HSM member is fenced (by an operator, the key-material check or the watchdog), else 0.',
       labelNames: ['member'],
       registers: [this.registry],
@@ -175,6 +184,7 @@ export class ProxyMetrics {
   watchKeyStates(count: () => Readonly<Record<string, number>>): void {
     new Gauge({
       name: 'hyok_keys',
+      aggregator: 'max',
       help: 'Configured keys by effective lifecycle state.',
       labelNames: ['state'],
       registers: [this.registry],
