@@ -1,11 +1,16 @@
 /**
- * `npm run bench`: encrypt and decrypt throughput and latency of the full proxy
- * (TLS, SigV4, validation, policy, HSM cluster, audit log) on the dev setup,
- * over TLS keep-alive, closed loop. Writes loadtest/results/<timestamp>.json
- * and prints one summary line per scenario.
+ * `npm run bench`: throughput and latency of the full proxy (TLS, SigV4,
+ * validation, policy, HSM cluster, audit log) on the dev setup, over TLS
+ * keep-alive, beside this machine's ceilings measured in the same run: a bare
+ * HTTPS + node:crypto server driven by the same generator, and raw PKCS#11
+ * encrypts on the same SoftHSM token. Writes loadtest/results/<timestamp>.json
+ * and .html (chart, ratios, targets) and prints one line per scenario and a
+ * one-line summary. loadtest/README.md explains the figures.
  *
- *   npm run bench -- --duration 20 --connections 32 --scenarios encrypt,decrypt
- *   npm run bench -- --policy loadtest/policy.bench.yaml [--redis]   the same with a policy (and a local Redis tier)
+ *   npm run bench                                       every scenario and baseline (a few minutes)
+ *   npm run bench -- --scenarios encrypt,fixed --duration 20
+ *   npm run bench -- --policy loadtest/policy.bench.yaml [--redis]   with a policy (and a local Redis tier)
+ *   npm run bench -- --workers 2                         the proxy as `serve --workers 2`
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -18,34 +23,17 @@ import { parse, stringify } from 'yaml';
 import type { ConfigInput } from '../src/config/schema.js';
 import { ensureDevEnvironment } from '../src/dev/bootstrap.js';
 import { fromRoot } from '../src/lib/paths.js';
+import { BUDGET_MS, computeRatios, evaluateTargets, renderHtml, summaryLine, type Baselines, type RampResult, type ScenarioResult } from './bench-report.js';
 import { startLocalRedis, type LocalRedis } from './local-redis.js';
 import { percentile, runOpenLoop } from './open-loop.js';
-import { encryptPayload, metadata, signMany, signRequest, type PreparedRequest, type Target } from './xks-requests.js';
-
-interface ScenarioResult {
-  readonly scenario: string;
-  /** Requests/s the generator was limited to; undefined for a closed-loop saturation run. */
-  readonly offeredRate: number | undefined;
-  readonly connections: number;
-  readonly durationS: number;
-  readonly requests: number;
-  readonly tps: number;
-  readonly p50Ms: number;
-  readonly p90Ms: number;
-  readonly p99Ms: number;
-  readonly maxMs: number;
-  readonly errors: number;
-  readonly non2xx: number;
-  readonly timeouts: number;
-  readonly eventLoopP99Ms: number | undefined;
-}
+import { encryptPayload, metadata, sendOnce, signMany, signRequest, type PreparedRequest, type Target } from './xks-requests.js';
 
 const SIGNED_BATCH = 500;
 
-async function startProxy(configFile: string): Promise<{ child: ChildProcess; port: number; metricsUrl: string }> {
+async function startProxy(configFile: string, workers: number): Promise<{ child: ChildProcess; port: number; metricsUrl: string }> {
   // BENCH_PROXY_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", profiles the proxy under load.
   const nodeArgs = (process.env['BENCH_PROXY_NODE_ARGS'] ?? '').split(' ').filter((arg) => arg !== '');
-  const child = spawn(process.execPath, [...nodeArgs, fromRoot('dist', 'src', 'main.js'), 'serve', '--config', configFile], {
+  const child = spawn(process.execPath, [...nodeArgs, fromRoot('dist', 'src', 'main.js'), 'serve', '--config', configFile, '--workers', String(workers)], {
     env: { ...process.env, HYOK_LISTEN_PORT: '0', HYOK_METRICS_PORT: '0', HYOK_BENCH_DECISION_KEY: randomBytes(32).toString('hex') },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
@@ -54,7 +42,8 @@ async function startProxy(configFile: string): Promise<{ child: ChildProcess; po
     const timer = setTimeout(() => reject(new Error(`proxy did not start:\n${text.slice(-2000)}`)), 30_000);
     child.stderr?.on('data', (chunk: Buffer) => {
       text += chunk.toString('utf8');
-      const match = /"port":(\d+),"metricsUrl":"([^"]+)".*hyok-proxy serving/.exec(text);
+      // With --workers the primary's line carries the metrics URL; the workers' lines do not.
+      const match = /"port":(\d+),"metricsUrl":"([^"]+)"[^\n]*hyok-proxy serving/.exec(text);
       if (match !== null) {
         clearTimeout(timer);
         resolve({ child, port: Number(match[1]), metricsUrl: match[2] as string });
@@ -64,15 +53,19 @@ async function startProxy(configFile: string): Promise<{ child: ChildProcess; po
   });
 }
 
-/** prom-client resets the event-loop histogram at every scrape, so scrape before and after a run. */
-async function eventLoopP99Ms(metricsUrl: string): Promise<number | undefined> {
+/**
+ * The proxy resets its event-loop histogram at every scrape, so scrape before and after a run. The sampling
+ * interval is already removed (docs/metrics.md); with workers the primary reports the worst worker.
+ */
+async function eventLoopP99Ms(metricsUrl: string | undefined): Promise<number | undefined> {
+  if (metricsUrl === undefined) return undefined;
   const text = await (await fetch(metricsUrl)).text();
-  const match = /^nodejs_eventloop_lag_p99_seconds (\S+)$/m.exec(text);
+  const match = /^hyok_event_loop_delay_seconds\{quantile="0.99"\} (\S+)$/m.exec(text);
   return match === null ? undefined : Number(match[1]) * 1000;
 }
 
 /** Closed loop: every connection sends its next request as soon as the previous one is answered. */
-function saturate(target: Target, requests: PreparedRequest[], connections: number, durationS: number): Promise<autocannon.Result> {
+function saturate(target: Pick<Target, 'host' | 'port'>, requests: PreparedRequest[], connections: number, durationS: number): Promise<autocannon.Result> {
   return new Promise((resolve, reject) => {
     autocannon(
       {
@@ -90,8 +83,8 @@ function saturate(target: Target, requests: PreparedRequest[], connections: numb
 
 async function scenario(
   name: string,
-  target: Target,
-  metricsUrl: string,
+  target: Pick<Target, 'host' | 'port'>,
+  metricsUrl: string | undefined,
   requests: PreparedRequest[],
   settings: { connections: number; durationS: number; rate: number | undefined; warmupS: number },
 ): Promise<ScenarioResult> {
@@ -141,19 +134,104 @@ async function scenario(
   };
 }
 
+const ALL_SCENARIOS = ['encrypt', 'mixed', 'metadata', 'max-size', 'fixed', 'ramp'] as const;
+type ScenarioName = (typeof ALL_SCENARIOS)[number] | 'decrypt';
+
+interface BenchOptions {
+  duration: number;
+  connections: number;
+  scenarios: string;
+  warmup: number;
+  rate?: number;
+  fixedRate: number;
+  rampStart: number;
+  rampStep: number;
+  rampStepSeconds: number;
+  baselines: boolean;
+  workers: number;
+  policy?: string;
+  redis: boolean;
+  json?: string;
+}
+
+/** The bare HTTPS + node:crypto server (the platform ceiling), with the dev server certificate. */
+async function startBareServer(certFile: string, keyFile: string): Promise<{ child: ChildProcess; port: number }> {
+  const child = spawn(process.execPath, [fromRoot('dist', 'loadtest', 'baseline-server.js'), certFile, keyFile], { stdio: ['ignore', 'pipe', 'inherit'] });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('the bare baseline server did not start')), 10_000);
+    child.stdout?.once('data', (chunk: Buffer) => {
+      clearTimeout(timer);
+      resolve({ child, port: Number(chunk.toString('utf8').trim()) });
+    });
+    child.once('exit', (code) => reject(new Error(`the bare baseline server exited with ${String(code)}`)));
+  });
+}
+
+/** Raw PKCS#11 encrypts on the dev tokens, `processes` loops at once (one per token), for `seconds`. */
+async function pkcs11OpsPerSecond(devDir: string, processes: number, seconds: number): Promise<number> {
+  const tokens = ['hyok-dev-1', 'hyok-dev-2', 'hyok-dev-3'];
+  const runs = Array.from({ length: processes }, (_, index) =>
+    new Promise<number>((resolve, reject) => {
+      const child = spawn(process.execPath, [fromRoot('dist', 'loadtest', 'pkcs11-baseline.js'), devDir, String(seconds), tokens[index % tokens.length] as string], { stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      child.stdout?.on('data', (chunk: Buffer) => (out += chunk.toString('utf8')));
+      child.once('exit', (code) => {
+        if (code !== 0) reject(new Error(`pkcs11-baseline exited with ${String(code)}`));
+        else {
+          const { ops, seconds: elapsed } = JSON.parse(out) as { ops: number; seconds: number };
+          resolve(ops / elapsed);
+        }
+      });
+    }),
+  );
+  return Math.round((await Promise.all(runs)).reduce((sum, value) => sum + value, 0));
+}
+
+/** Open-loop steps of rising rate until p99 leaves the budget, a request fails, or the served rate falls behind. */
+async function ramp(target: Target, requests: PreparedRequest[], options: BenchOptions): Promise<RampResult> {
+  const steps: Array<RampResult['steps'][number]> = [];
+  let sustainedRate: number | null = null;
+  for (let rate = options.rampStart; steps.length < 12; rate += options.rampStep) {
+    const result = await runOpenLoop({ host: target.host, port: target.port, rate, durationS: options.rampStepSeconds, connections: options.connections, requests, timeoutMs: 2000 });
+    const p99Ms = Math.round(percentile(result.latenciesMs, 99) * 100) / 100;
+    const maxMs = Math.round(percentile(result.latenciesMs, 100) * 100) / 100;
+    const tps = Math.round(result.ok / result.elapsedS);
+    const withinBudget = p99Ms <= BUDGET_MS && result.errors === 0 && tps >= rate * 0.95;
+    steps.push({ rate, tps, p99Ms, maxMs, errors: result.errors, withinBudget });
+    process.stdout.write(`ramp ${rate}/s: ${tps} req/s, p99 ${p99Ms} ms, max ${maxMs} ms, errors ${result.errors}\n`);
+    if (!withinBudget) break;
+    sustainedRate = rate;
+  }
+  return { steps, sustainedRate };
+}
+
+function printResult(result: ScenarioResult): void {
+  process.stdout.write(
+    `${result.scenario}${result.offeredRate === undefined ? ' (saturation)' : ` (offered ${result.offeredRate}/s)`}: ${result.tps} req/s, p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms, max ${result.maxMs} ms, errors ${result.errors + result.non2xx + result.timeouts}, event-loop p99 ${result.eventLoopP99Ms?.toFixed(1) ?? 'n/a'} ms\n`,
+  );
+}
+
 async function main(): Promise<void> {
   const options = new Command('bench')
     .option('-d, --duration <seconds>', 'seconds per scenario', Number, 10)
     .option('-c, --connections <n>', 'concurrent keep-alive connections', Number, 32)
-    .option('-s, --scenarios <list>', 'encrypt,decrypt', 'encrypt,decrypt')
+    .option('-s, --scenarios <list>', `comma-separated, from ${ALL_SCENARIOS.join(', ')} (and decrypt)`, ALL_SCENARIOS.join(','))
     .option('-w, --warmup <seconds>', 'unmeasured warm-up before each scenario', Number, 3)
-    .option('-r, --rate <tps>', 'open loop at this evenly paced rate instead of saturating (latency without coordinated omission)', Number)
+    .option('-r, --rate <tps>', 'run every closed-loop scenario open loop at this evenly paced rate instead', Number)
+    .option('--fixed-rate <tps>', 'rate of the fixed scenario (and of the bare baseline beside it)', Number, 1800)
+    .option('--ramp-start <tps>', 'first step of the ramp', Number, 1000)
+    .option('--ramp-step <tps>', 'increase per ramp step', Number, 500)
+    .option('--ramp-step-seconds <seconds>', 'length of a ramp step', Number, 3)
+    .option('--no-baselines', 'skip the bare HTTPS and raw PKCS#11 baselines')
+    .option('--workers <n>', 'run the proxy as `serve --workers N`', Number, 1)
     .option('--policy <file>', 'run with this policy file (e.g. loadtest/policy.bench.yaml); without it no policy is configured')
     .option('--redis', 'also share decisions through a local redis-server (needs --policy)', false)
-    .option('--json <file>', 'where to write the results (default loadtest/results/<timestamp>.json)')
+    .option('--json <file>', 'where to write the results (default loadtest/results/<timestamp>.json; the .html goes beside it)')
     .parse()
-    .opts<{ duration: number; connections: number; scenarios: string; warmup: number; rate?: number; policy?: string; redis: boolean; json?: string }>();
+    .opts<BenchOptions>();
   if (options.redis && options.policy === undefined) throw new Error('--redis needs --policy: without a policy there are no decisions to share');
+  const scenarios = options.scenarios.split(',').map((entry) => entry.trim()) as ScenarioName[];
+  for (const name of scenarios) if (name !== 'decrypt' && !(ALL_SCENARIOS as readonly string[]).includes(name)) throw new Error(`unknown scenario ${name}`);
 
   const work = mkdtempSync(join(tmpdir(), 'hyok-bench-'));
   const dev = await ensureDevEnvironment(join(work, 'dev'));
@@ -166,7 +244,7 @@ async function main(): Promise<void> {
   const configFile = join(dev.dir, 'config.bench.yaml');
   writeFileSync(configFile, stringify(config));
 
-  const proxy = await startProxy(configFile);
+  const proxy = await startProxy(configFile, options.workers);
   const target: Target = {
     host: '127.0.0.1',
     port: proxy.port,
@@ -174,42 +252,97 @@ async function main(): Promise<void> {
     credential: { accessKeyId: dev.accessKeyId, secretAccessKey: readFileSync(dev.secretFile, 'utf8').trim() },
   };
   const results: ScenarioResult[] = [];
+  let rampResult: RampResult | undefined;
+  const baselines: { bareSaturation: ScenarioResult | undefined; bareFixedRate: ScenarioResult | undefined; pkcs11: Array<{ processes: number; opsPerSecond: number }> } = {
+    bareSaturation: undefined,
+    bareFixedRate: undefined,
+    pkcs11: [],
+  };
+  const settings = (rate: number | undefined): { connections: number; durationS: number; rate: number | undefined; warmupS: number } => ({
+    connections: options.connections,
+    durationS: options.duration,
+    rate,
+    warmupS: options.warmup,
+  });
+  const encryptRequests = (): Promise<PreparedRequest[]> => signMany(SIGNED_BATCH, () => signRequest(target, 'keys/foo/encrypt', encryptPayload({ plaintextBytes: 32, aadBytes: 64 })));
   try {
-    for (const name of options.scenarios.split(',').map((entry) => entry.trim())) {
+    for (const name of scenarios) {
       let requests: PreparedRequest[];
-      if (name === 'encrypt') {
-        requests = await signMany(SIGNED_BATCH, () => signRequest(target, 'keys/foo/encrypt', encryptPayload({ plaintextBytes: 32, aadBytes: 64 })));
-      } else if (name === 'decrypt') {
-        requests = await decryptRequests(target);
-      } else {
-        throw new Error(`unknown scenario ${name}`);
+      if (name === 'encrypt' || name === 'fixed' || name === 'ramp') requests = await encryptRequests();
+      else if (name === 'decrypt') requests = await decryptRequests(target);
+      else if (name === 'mixed') {
+        const [encrypts, decrypts] = [await encryptRequests(), await decryptRequests(target)];
+        requests = encrypts.flatMap((request, index) => [request, decrypts[index % decrypts.length] as PreparedRequest]);
+      } else if (name === 'metadata') requests = await signMany(SIGNED_BATCH, () => signRequest(target, 'keys/foo/metadata', { requestMetadata: metadata('DescribeKey') }));
+      else requests = await signMany(SIGNED_BATCH, () => signRequest(target, 'keys/foo/encrypt', encryptPayload({ plaintextBytes: 4300, aadBytes: 8192 })));
+
+      if (name === 'ramp') {
+        rampResult = await ramp(target, requests, options);
+        continue;
       }
-      const result = await scenario(name, target, proxy.metricsUrl, requests, { connections: options.connections, durationS: options.duration, rate: options.rate, warmupS: options.warmup });
+      const rate = name === 'fixed' ? options.fixedRate : options.rate;
+      const result = await scenario(name, target, proxy.metricsUrl, requests, settings(rate));
       results.push(result);
-      process.stdout.write(
-        `${result.scenario}${result.offeredRate === undefined ? ' (saturation)' : ` (offered ${result.offeredRate}/s)`}: ${result.tps} req/s, p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms, max ${result.maxMs} ms, errors ${result.errors + result.non2xx + result.timeouts}, event-loop p99 ${result.eventLoopP99Ms?.toFixed(1) ?? 'n/a'} ms\n`,
-      );
+      printResult(result);
     }
   } finally {
     proxy.child.kill('SIGTERM');
     await redis?.stop();
-    rmSync(work, { recursive: true, force: true });
   }
+
+  if (options.baselines) {
+    // After the proxy stopped, so the ceilings are measured on an otherwise idle machine, as the proxy was.
+    const bare = await startBareServer(join(dev.dir, 'pki', 'server.pem'), join(dev.dir, 'pki', 'server-key.pem'));
+    try {
+      const bareTarget = { host: '127.0.0.1', port: bare.port };
+      const requests = await encryptRequests();
+      baselines.bareSaturation = { ...(await scenario('bare-https', bareTarget, undefined, requests, settings(options.rate))) };
+      printResult(baselines.bareSaturation);
+      if (scenarios.includes('fixed')) {
+        baselines.bareFixedRate = await scenario('bare-https', bareTarget, undefined, requests, settings(options.fixedRate));
+        printResult(baselines.bareFixedRate);
+      }
+    } finally {
+      bare.child.kill('SIGTERM');
+    }
+    const seconds = Math.max(1, Math.min(5, options.duration));
+    for (const processes of [1, 2]) {
+      const opsPerSecond = await pkcs11OpsPerSecond(dev.dir, processes, seconds);
+      baselines.pkcs11.push({ processes, opsPerSecond });
+      process.stdout.write(`raw PKCS#11, ${processes} process(es): ${opsPerSecond} encrypts/s\n`);
+    }
+  }
+  rmSync(work, { recursive: true, force: true });
+
+  const ratios = computeRatios(results, baselines as Baselines);
+  const targets = evaluateTargets(results, baselines as Baselines, ratios);
+  const summary = summaryLine(results, baselines as Baselines, ratios, targets);
+  const at = new Date().toISOString();
+  const note =
+    'Requests are pre-signed with SigV4 and replayed within the 5-minute window. Saturation runs use autocannon (closed loop); ' +
+    'the fixed and ramp scenarios (and --rate) use an evenly paced open-loop generator measuring from each scheduled send time. The generator runs on the ' +
+    'same machine as the proxy and competes with it for CPU; so do the proxy\'s HSM agents and SoftHSM. The baselines run after the proxy stopped, with the same generator, ' +
+    'connections and TLS settings.';
   const report = {
-    at: new Date().toISOString(),
+    at,
     machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version },
     policy: options.policy ?? null,
     redis: options.redis,
-    note:
-      'Requests are pre-signed with SigV4 and replayed within the 5-minute window. Saturation runs use autocannon (closed loop); ' +
-      '--rate runs use an evenly paced open-loop generator measuring from each scheduled send time. The generator runs on the ' +
-      'same machine as the proxy and competes with it for CPU.',
+    workers: options.workers,
+    note,
     results,
+    ramp: rampResult ?? null,
+    baselines,
+    ratios,
+    targets,
+    summary,
   };
-  const file = options.json ?? join(fromRoot('loadtest', 'results'), `${report.at.replace(/[:.]/g, '-')}.json`);
+  const file = options.json ?? join(fromRoot('loadtest', 'results'), `${at.replace(/[:.]/g, '-')}.json`);
   mkdirSync(join(file, '..'), { recursive: true });
   writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
-  process.stdout.write(`wrote ${file}\n`);
+  const html = file.replace(/\.json$/, '') + '.html';
+  writeFileSync(html, renderHtml({ at, note, results, baselines: baselines as Baselines, ratios, targets, ramp: rampResult, summary }));
+  process.stdout.write(`wrote ${file} and ${html}\n${summary}\n`);
 }
 
 async function decryptRequests(target: Target): Promise<PreparedRequest[]> {
@@ -217,7 +350,7 @@ async function decryptRequests(target: Target): Promise<PreparedRequest[]> {
   const ciphertexts: Array<Record<string, unknown>> = [];
   for (let i = 0; i < 50; i++) {
     const request = await signRequest(target, 'keys/foo/encrypt', encryptPayload({ plaintextBytes: 32, aadBytes: 0 }));
-    const response = await fetchJson(target, request);
+    const response = await sendOnce(target, request);
     ciphertexts.push(response);
   }
   return signMany(SIGNED_BATCH, (index) => {
@@ -230,23 +363,6 @@ async function decryptRequests(target: Target): Promise<PreparedRequest[]> {
       authenticationTag: sealed['authenticationTag'],
       encryptionAlgorithm: 'AES_GCM',
     });
-  });
-}
-
-async function fetchJson(target: Target, request: PreparedRequest): Promise<Record<string, unknown>> {
-  const { request: httpsRequest } = await import('node:https');
-  return new Promise((resolve, reject) => {
-    const req = httpsRequest(
-      { host: target.host, port: target.port, path: request.path, method: 'POST', headers: request.headers, rejectUnauthorized: false },
-      (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (chunk: string) => (body += chunk));
-        res.on('end', () => (res.statusCode === 200 ? resolve(JSON.parse(body) as Record<string, unknown>) : reject(new Error(`${res.statusCode}: ${body}`))));
-      },
-    );
-    req.on('error', reject);
-    req.end(request.body);
   });
 }
 

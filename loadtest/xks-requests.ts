@@ -1,4 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
+import { request as httpsRequest } from 'node:https';
 import { Sha256 } from '@aws-crypto/sha256-js';
 import { SignatureV4 } from '@smithy/signature-v4';
 
@@ -74,4 +75,21 @@ export async function signMany(count: number, build: (index: number) => Promise<
   const out: PreparedRequest[] = [];
   for (let i = 0; i < count; i++) out.push(await build(i));
   return out;
+}
+
+/** Sends one prepared request (dev certificates: not verified) and returns its JSON answer; non-200 rejects. */
+export function sendOnce(target: Pick<Target, 'host' | 'port'>, prepared: PreparedRequest): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(
+      { host: target.host, port: target.port, path: prepared.path, method: 'POST', headers: prepared.headers, rejectUnauthorized: false },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (body += chunk));
+        res.on('end', () => (res.statusCode === 200 ? resolve(JSON.parse(body) as Record<string, unknown>) : reject(new Error(`${res.statusCode}: ${body}`))));
+      },
+    );
+    req.on('error', reject);
+    req.end(prepared.body);
+  });
 }
