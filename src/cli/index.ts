@@ -13,7 +13,7 @@ import type { KeyUsageFlags, TokenKey } from '../hsm/token-admin-protocol.js';
 import { fromRoot } from '../lib/paths.js';
 import { addAdminCommands, addRotateCommand } from './admin-commands.js';
 import { PolicyEngine } from '../policy/engine.js';
-import { createLogger } from '../lib/logger.js';
+import { createLogger, destinationStream } from '../lib/logger.js';
 import { PRODUCT_VERSION, startProxy } from '../proxy.js';
 import { runPrimary, signalWorkers } from '../workers/primary.js';
 import { configForWorker, joinPrimary, workerIndex } from '../workers/worker.js';
@@ -97,13 +97,17 @@ async function serveAsWorker(index: number, options: { config?: string }): Promi
 }
 
 async function servePrimary(workers: number, loaded: LoadedConfig, onReady?: (port: number) => void): Promise<void> {
-  const logger = createLogger(loaded.config.logging);
+  // Synchronous: the primary logs little, and its last words before exiting must not be lost.
+  const logger = createLogger(loaded.config.logging, destinationStream(loaded.config.logging.destination, true));
   const primary = await runPrimary({
     workers,
     workerArgs: ['serve', '--config', loaded.file],
     metrics: loaded.config.metrics,
     logger,
     onReady: ({ port }) => onReady?.(port),
+    onStartFailure: () => {
+      void primary.close().then(() => process.exit(1));
+    },
   });
   process.on('SIGHUP', () => signalWorkers('SIGHUP'));
   let stopping = false;
@@ -321,6 +325,7 @@ export async function main(argv: string[]): Promise<void> {
     else if (error instanceof InvalidArgumentError) err(`error: ${error.message}`);
     else if (isHsmError(error)) err(`HSM error (${error.kind}): ${error.message}`);
     else err(`error: ${(error as Error).message}`);
-    process.exitCode = 1;
+    // Exit now: a `serve` that failed half-way (a port in use, say) has HSM agents and timers holding the loop open.
+    process.exit(1);
   }
 }

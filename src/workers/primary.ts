@@ -21,6 +21,8 @@ export interface PrimaryOptions {
   readonly logger: Logger;
   /** Called once, when every worker serves: the shared XKS port and the metrics URL. */
   readonly onReady?: (ready: { port: number; metricsUrl: string | undefined }) => void;
+  /** Called when a worker dies before any worker ever served (a bad configuration): restarting would only loop. */
+  readonly onStartFailure?: (failure: { worker: number; code: number | null; signal: string | null }) => void;
 }
 
 export interface RunningPrimary {
@@ -42,6 +44,7 @@ export async function runPrimary(options: PrimaryOptions): Promise<RunningPrimar
   let readyPort: number | undefined;
   const readyWorkers = new Set<number>();
   let announced = false;
+  let everServed = false;
 
   cluster.setupPrimary({ exec: process.argv[1] as string, args: [...options.workerArgs] });
   // The aggregator answers workers' metric replies; it must exist before the first scrape.
@@ -84,6 +87,7 @@ export async function runPrimary(options: PrimaryOptions): Promise<RunningPrimar
       if (isWorkerReady(message)) {
         readyPort = message.port;
         readyWorkers.add(index);
+        everServed = true;
         logger.info({ worker: index, pid: worker.process.pid }, 'worker serving');
         if (!announced && readyWorkers.size === options.workers) {
           announced = true;
@@ -99,6 +103,11 @@ export async function runPrimary(options: PrimaryOptions): Promise<RunningPrimar
       readyWorkers.delete(index);
       if (workers.get(index) === worker) workers.delete(index);
       if (stopping) return;
+      if (!announced && readyWorkers.size === 0 && !everServed) {
+        logger.error({ worker: index, code, signal }, 'a worker failed before any worker served; not restarting');
+        options.onStartFailure?.({ worker: index, code, signal });
+        return;
+      }
       const uptime = Date.now() - startedAt;
       const delay = uptime >= HEALTHY_UPTIME_MS ? 0 : Math.min(RESTART_BACKOFF_MS.max, backoff.get(index) ?? RESTART_BACKOFF_MS.first);
       backoff.set(index, uptime >= HEALTHY_UPTIME_MS ? RESTART_BACKOFF_MS.first : delay * 2);

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { existsSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { stringify } from 'yaml';
@@ -156,5 +157,36 @@ describe('serve --workers 2', () => {
     const code = await proxy.stop('SIGTERM');
     assert.equal(code, 0);
     assert.deepEqual(await waitUntilDead(pids), [], 'no worker or agent outlives the primary');
+  });
+});
+
+describe('serve --workers 2 with a configuration no worker can start with', () => {
+  it('exits with status 1 instead of restarting workers forever', async () => {
+    const fixture = await createFixture({ name: 'workers-fail', start: false });
+    const blocker = createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    try {
+      const config = fixture.readConfig();
+      config.server.host = '127.0.0.1';
+      config.server.port = (blocker.address() as { port: number }).port;
+      config.metrics = { enabled: false };
+      config.logging = { level: 'info', destination: 'stderr' };
+      const file = join(fixture.dev.dir, 'workers-fail.yaml');
+      writeFileSync(file, stringify(config));
+      const proxy = startCli(['serve', '--config', file, '--workers', '2'], { logName: 'workers-fail', env: { HYOK_LISTEN_PORT: '', HYOK_METRICS_PORT: '', HYOK_LISTEN_HOST: '' } });
+      const code = await new Promise<number | null>((resolve) => {
+        const timer = setTimeout(() => resolve(-1), 60_000);
+        proxy.child.once('exit', (exitCode) => {
+          clearTimeout(timer);
+          resolve(exitCode);
+        });
+      });
+      if (code === -1) await proxy.stop('SIGKILL');
+      assert.equal(code, 1, proxy.output().slice(-2000));
+      assert.match(proxy.output(), /"msg":"a worker failed before any worker served; not restarting"/);
+    } finally {
+      blocker.close();
+      await fixture.close();
+    }
   });
 });
