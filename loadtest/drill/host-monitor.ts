@@ -91,7 +91,7 @@ class OwnCpu {
   }
 }
 
-/** The drill's own delay monitor samples this often; its readings include the interval, which is removed. */
+/** The drill's own delay monitor samples this often; its readings include the interval. */
 const DELAY_RESOLUTION_MS = 10;
 
 async function proxyLoopDelayMaxMs(metricsUrl: string | undefined): Promise<number | null> {
@@ -138,7 +138,8 @@ export class HostMonitor {
           cpuBusyPct: busy,
           drillCpuPct: drill,
           otherCpuPct: busy === null || drill === null ? null : Math.round(10 * Math.max(0, busy - drill)) / 10,
-          drillLoopDelayMaxMs: Math.max(0, Math.round(delay.max / 1e5) / 10 - DELAY_RESOLUTION_MS),
+          // Kept with the sampling interval: the drill test's stall allowance (STALL_MS) was set against this reading.
+          drillLoopDelayMaxMs: Math.round(delay.max / 1e5) / 10,
           proxyLoopDelayMaxMs: proxy,
         });
         delay.reset();
