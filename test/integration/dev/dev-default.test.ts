@@ -47,7 +47,8 @@ describe('the embedded dev default', () => {
       assertConforms('/keystores/dev/kms/xks/v1/health', 'POST', 200, health);
       assert.equal((health['ekmFleetDetails'] as unknown[]).length, 3);
     } finally {
-      assert.equal(await proxy.stop(), 0);
+      const code = await proxy.stop();
+      assert.equal(code, 0, `stopped by SIGTERM: exit ${String(code)}, signal ${String(proxy.child.signalCode)}\n${proxy.output().slice(-1500)}`);
     }
   });
 
@@ -59,7 +60,8 @@ describe('the embedded dev default', () => {
       const text = readFileSync(join(devDir, 'xks-test-client.env'), 'utf8');
       assert.match(text, new RegExp(`SIGV4_ACCESS_KEY_ID="${accessKeyId}"`));
     } finally {
-      assert.equal(await proxy.stop(), 0);
+      const code = await proxy.stop();
+      assert.equal(code, 0, `stopped by SIGTERM: exit ${String(code)}, signal ${String(proxy.child.signalCode)}\n${proxy.output().slice(-1500)}`);
     }
   });
 });
