@@ -26,43 +26,10 @@ import { fromRoot } from '../src/lib/paths.js';
 import { BUDGET_MS, computeRatios, evaluateTargets, renderHtml, summaryLine, type Baselines, type RampResult, type ScenarioResult } from './bench-report.js';
 import { startLocalRedis, type LocalRedis } from './local-redis.js';
 import { percentile, runOpenLoop } from './open-loop.js';
-import { encryptPayload, metadata, sendOnce, signMany, signRequest, type PreparedRequest, type Target } from './xks-requests.js';
+import { eventLoopP99Ms, startServeProcess } from './serve-process.js';
+import { decryptPayload, encryptPayload, metadata, sealCiphertexts, signMany, signRequest, type PreparedRequest, type Target } from './xks-requests.js';
 
 const SIGNED_BATCH = 500;
-
-async function startProxy(configFile: string, workers: number): Promise<{ child: ChildProcess; port: number; metricsUrl: string }> {
-  // BENCH_PROXY_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", profiles the proxy under load.
-  const nodeArgs = (process.env['BENCH_PROXY_NODE_ARGS'] ?? '').split(' ').filter((arg) => arg !== '');
-  const child = spawn(process.execPath, [...nodeArgs, fromRoot('dist', 'src', 'main.js'), 'serve', '--config', configFile, '--workers', String(workers)], {
-    env: { ...process.env, HYOK_LISTEN_PORT: '0', HYOK_METRICS_PORT: '0', HYOK_BENCH_DECISION_KEY: randomBytes(32).toString('hex') },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let text = '';
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`proxy did not start:\n${text.slice(-2000)}`)), 30_000);
-    child.stderr?.on('data', (chunk: Buffer) => {
-      text += chunk.toString('utf8');
-      // With --workers the primary's line carries the metrics URL; the workers' lines do not.
-      const match = /"port":(\d+),"metricsUrl":"([^"]+)"[^\n]*hyok-proxy serving/.exec(text);
-      if (match !== null) {
-        clearTimeout(timer);
-        resolve({ child, port: Number(match[1]), metricsUrl: match[2] as string });
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`proxy exited with ${String(code)}:\n${text.slice(-2000)}`)));
-  });
-}
-
-/**
- * The proxy resets its event-loop histogram at every scrape, so scrape before and after a run. The sampling
- * interval is already removed (docs/metrics.md); with workers the primary reports the worst worker.
- */
-async function eventLoopP99Ms(metricsUrl: string | undefined): Promise<number | undefined> {
-  if (metricsUrl === undefined) return undefined;
-  const text = await (await fetch(metricsUrl)).text();
-  const match = /^hyok_event_loop_delay_seconds\{quantile="0.99"\} (\S+)$/m.exec(text);
-  return match === null ? undefined : Number(match[1]) * 1000;
-}
 
 /** Closed loop: every connection sends its next request as soon as the previous one is answered. */
 function saturate(target: Pick<Target, 'host' | 'port'>, requests: PreparedRequest[], connections: number, durationS: number): Promise<autocannon.Result> {
@@ -244,7 +211,12 @@ async function main(): Promise<void> {
   const configFile = join(dev.dir, 'config.bench.yaml');
   writeFileSync(configFile, stringify(config));
 
-  const proxy = await startProxy(configFile, options.workers);
+  const proxy = await startServeProcess(configFile, {
+    workers: options.workers,
+    // BENCH_PROXY_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", profiles the proxy under load.
+    nodeArgs: (process.env['BENCH_PROXY_NODE_ARGS'] ?? '').split(' ').filter((arg) => arg !== ''),
+    env: { HYOK_BENCH_DECISION_KEY: randomBytes(32).toString('hex') },
+  });
   const target: Target = {
     host: '127.0.0.1',
     port: proxy.port,
@@ -346,24 +318,8 @@ async function main(): Promise<void> {
 }
 
 async function decryptRequests(target: Target): Promise<PreparedRequest[]> {
-  // Real ciphertexts, made through the proxy itself.
-  const ciphertexts: Array<Record<string, unknown>> = [];
-  for (let i = 0; i < 50; i++) {
-    const request = await signRequest(target, 'keys/foo/encrypt', encryptPayload({ plaintextBytes: 32, aadBytes: 0 }));
-    const response = await sendOnce(target, request);
-    ciphertexts.push(response);
-  }
-  return signMany(SIGNED_BATCH, (index) => {
-    const sealed = ciphertexts[index % ciphertexts.length] as Record<string, unknown>;
-    return signRequest(target, 'keys/foo/decrypt', {
-      requestMetadata: metadata('Decrypt'),
-      ciphertext: sealed['ciphertext'],
-      ciphertextMetadata: sealed['ciphertextMetadata'],
-      initializationVector: sealed['initializationVector'],
-      authenticationTag: sealed['authenticationTag'],
-      encryptionAlgorithm: 'AES_GCM',
-    });
-  });
+  const sealed = await sealCiphertexts(target, 50);
+  return signMany(SIGNED_BATCH, (index) => signRequest(target, 'keys/foo/decrypt', decryptPayload(sealed[index % sealed.length] as Record<string, unknown>)));
 }
 
 await main();

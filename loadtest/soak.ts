@@ -11,7 +11,6 @@
  * Requests are pre-signed and replayed; a batch is signed anew every interval,
  * so none is replayed outside the 5-minute SigV4 window.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,7 +20,8 @@ import type { ConfigInput } from '../src/config/schema.js';
 import { ensureDevEnvironment } from '../src/dev/bootstrap.js';
 import { fromRoot } from '../src/lib/paths.js';
 import { percentile, runOpenLoop } from './open-loop.js';
-import { encryptPayload, metadata, sendOnce, signMany, signRequest, type PreparedRequest, type Target } from './xks-requests.js';
+import { eventLoopP99Ms, startServeProcess } from './serve-process.js';
+import { decryptPayload, encryptPayload, sealCiphertexts, signMany, signRequest, type PreparedRequest, type Target } from './xks-requests.js';
 
 interface Sample {
   readonly atS: number;
@@ -35,6 +35,8 @@ interface Sample {
 }
 
 const RSS_GROWTH_LIMIT = 0.1;
+
+const roundedOrNull = (ms: number | undefined): number | null => (ms === undefined ? null : Math.round(ms * 10) / 10);
 
 function rssMb(pid: number): number {
   try {
@@ -59,31 +61,6 @@ function childrenOf(pid: number): number[] {
     }
   }
   return children;
-}
-
-async function eventLoopP99Ms(metricsUrl: string): Promise<number | null> {
-  const match = /^hyok_event_loop_delay_seconds\{quantile="0.99"\} (\S+)$/m.exec(await (await fetch(metricsUrl)).text());
-  return match === null ? null : Math.round(Number(match[1]) * 10_000) / 10;
-}
-
-async function startProxy(configFile: string): Promise<{ child: ChildProcess; port: number; metricsUrl: string }> {
-  const child = spawn(process.execPath, [fromRoot('dist', 'src', 'main.js'), 'serve', '--config', configFile], {
-    env: { ...process.env, HYOK_LISTEN_PORT: '0', HYOK_METRICS_PORT: '0' },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let text = '';
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`proxy did not start:\n${text.slice(-2000)}`)), 30_000);
-    child.stderr?.on('data', (chunk: Buffer) => {
-      text = (text + chunk.toString('utf8')).slice(-20_000);
-      const match = /"port":(\d+),"metricsUrl":"([^"]+)"[^\n]*hyok-proxy serving/.exec(text);
-      if (match !== null) {
-        clearTimeout(timer);
-        resolve({ child, port: Number(match[1]), metricsUrl: match[2] as string });
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`proxy exited with ${String(code)}:\n${text.slice(-2000)}`)));
-  });
 }
 
 function chart(samples: readonly Sample[], pick: (sample: Sample) => number | null, label: string, color: string): string {
@@ -127,7 +104,7 @@ async function main(): Promise<void> {
   config.logging = { level: 'info', destination: 'stderr' };
   const configFile = join(dev.dir, 'config.soak.yaml');
   writeFileSync(configFile, stringify(config));
-  const proxy = await startProxy(configFile);
+  const proxy = await startServeProcess(configFile);
   const proxyPid = proxy.child.pid as number;
   const target: Target = {
     host: '127.0.0.1',
@@ -135,23 +112,12 @@ async function main(): Promise<void> {
     uriPrefix: dev.uriPrefix,
     credential: { accessKeyId: dev.accessKeyId, secretAccessKey: readFileSync(dev.secretFile, 'utf8').trim() },
   };
-  const sealed: Array<Record<string, unknown>> = [];
-  for (let i = 0; i < 20; i++) {
-    const request = await signRequest(target, 'keys/foo/encrypt', encryptPayload({ plaintextBytes: 32, aadBytes: 0 }));
-    sealed.push(await sendOnce(target, request));
-  }
+  const sealed = await sealCiphertexts(target, 20);
   const batch = async (): Promise<PreparedRequest[]> =>
     signMany(200, (index) =>
       index % 2 === 0
         ? signRequest(target, 'keys/foo/encrypt', encryptPayload({ plaintextBytes: 32, aadBytes: 0 }))
-        : signRequest(target, 'keys/foo/decrypt', {
-            requestMetadata: metadata('Decrypt'),
-            ciphertext: sealed[index % sealed.length]?.['ciphertext'],
-            ciphertextMetadata: sealed[index % sealed.length]?.['ciphertextMetadata'],
-            initializationVector: sealed[index % sealed.length]?.['initializationVector'],
-            authenticationTag: sealed[index % sealed.length]?.['authenticationTag'],
-            encryptionAlgorithm: 'AES_GCM',
-          }),
+        : signRequest(target, 'keys/foo/decrypt', decryptPayload(sealed[index % sealed.length] as Record<string, unknown>)),
     );
 
   const samples: Sample[] = [];
@@ -164,7 +130,7 @@ async function main(): Promise<void> {
         atS: interval * options.sampleSeconds,
         proxyRssMb: rssMb(proxyPid),
         agentsRssMb: Math.round(childrenOf(proxyPid).reduce((sum, pid) => sum + rssMb(pid), 0) * 10) / 10,
-        eventLoopP99Ms: await eventLoopP99Ms(proxy.metricsUrl),
+        eventLoopP99Ms: roundedOrNull(await eventLoopP99Ms(proxy.metricsUrl)),
         requests: result.sent,
         p99Ms: Math.round(percentile(result.latenciesMs, 99) * 100) / 100,
         maxMs: Math.round(percentile(result.latenciesMs, 100) * 100) / 100,

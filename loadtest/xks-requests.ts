@@ -93,3 +93,22 @@ export function sendOnce(target: Pick<Target, 'host' | 'port'>, prepared: Prepar
     req.end(prepared.body);
   });
 }
+
+/** Real ciphertexts to decrypt, made through the proxy itself. */
+export async function sealCiphertexts(target: Target, count: number): Promise<Array<Record<string, unknown>>> {
+  const sealed: Array<Record<string, unknown>> = [];
+  for (let i = 0; i < count; i++) sealed.push(await sendOnce(target, await signRequest(target, 'keys/foo/encrypt', encryptPayload({ plaintextBytes: 32, aadBytes: 0 }))));
+  return sealed;
+}
+
+/** A decrypt request body for one answer of sealCiphertexts. */
+export function decryptPayload(sealed: Record<string, unknown>): Record<string, unknown> {
+  return {
+    requestMetadata: metadata('Decrypt'),
+    ciphertext: sealed['ciphertext'],
+    ciphertextMetadata: sealed['ciphertextMetadata'],
+    initializationVector: sealed['initializationVector'],
+    authenticationTag: sealed['authenticationTag'],
+    encryptionAlgorithm: 'AES_GCM',
+  };
+}

@@ -1,0 +1,42 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fromRoot } from '../src/lib/paths.js';
+
+/** A `hyok-proxy serve` child process for the bench and the soak, on ports the OS picks. */
+export interface ServeProcess {
+  readonly child: ChildProcess;
+  readonly port: number;
+  readonly metricsUrl: string;
+}
+
+export function startServeProcess(configFile: string, options: { workers?: number; nodeArgs?: readonly string[]; env?: Record<string, string> } = {}): Promise<ServeProcess> {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), fromRoot('dist', 'src', 'main.js'), 'serve', '--config', configFile, '--workers', String(options.workers ?? 1)], {
+    env: { ...process.env, HYOK_LISTEN_PORT: '0', HYOK_METRICS_PORT: '0', ...options.env },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let text = '';
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`proxy did not start:\n${text.slice(-2000)}`)), 30_000);
+    child.stderr?.on('data', (chunk: Buffer) => {
+      text = (text + chunk.toString('utf8')).slice(-20_000);
+      // With --workers the primary's line carries the metrics URL; the workers' lines do not.
+      const match = /"port":(\d+),"metricsUrl":"([^"]+)"[^\n]*hyok-proxy serving/.exec(text);
+      if (match !== null) {
+        clearTimeout(timer);
+        resolve({ child, port: Number(match[1]), metricsUrl: match[2] as string });
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`proxy exited with ${String(code)}:\n${text.slice(-2000)}`)));
+  });
+}
+
+/**
+ * The proxy's event-loop delay p99 since the previous scrape, in ms (the proxy resets its histogram at every
+ * scrape, so scrape before and after a run). The sampling interval is already removed (docs/metrics.md);
+ * with workers the primary reports the worst worker.
+ */
+export async function eventLoopP99Ms(metricsUrl: string | undefined): Promise<number | undefined> {
+  if (metricsUrl === undefined) return undefined;
+  const text = await (await fetch(metricsUrl)).text();
+  const match = /^hyok_event_loop_delay_seconds\{quantile="0.99"\} (\S+)$/m.exec(text);
+  return match === null ? undefined : Number(match[1]) * 1000;
+}
