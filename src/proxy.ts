@@ -365,6 +365,7 @@ export async function startProxy(given: LoadedConfig, options: ProxyOptions = {}
         defaultTls: { certFile: config.server.tls.certFile, keyFile: config.server.tls.keyFile },
         cluster,
         audit,
+        metrics,
         logger: logger.child({ component: 'admin' }),
         lifecycle: {
           state,

@@ -9,7 +9,16 @@ export interface AdminIdentity {
   readonly actor: string;
   readonly via: 'mtls' | 'jwt';
   readonly roles: ReadonlySet<AdminRole>;
+  /** The JWT came from the console's session cookie, so a state-changing call must prove it is not cross-site. */
+  readonly fromConsoleCookie: boolean;
+  /** When a JWT expires (seconds since the epoch); undefined for certificates. */
+  readonly expiresAt?: number;
 }
+
+/** The console's session cookie: `__Host-` binds it to this origin, Secure and Path=/. */
+export const CONSOLE_COOKIE = '__Host-hyok-console';
+/** The header the console sends on every state-changing call: a cross-site form or image cannot set it. */
+export const CONSOLE_CSRF_HEADER = 'x-hyok-console';
 
 export class AdminAuthError extends Error {
   readonly status: 401 | 403;
@@ -26,7 +35,23 @@ export class AdminAuthError extends Error {
 
 type AdminConfig = Config['admin'];
 
-const BEARER = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)$/;
+const JWT_SHAPE = '[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+';
+const BEARER = new RegExp(`^Bearer (${JWT_SHAPE})$`);
+const BARE_JWT = new RegExp(`^${JWT_SHAPE}$`);
+/** A JWT is a few kilobytes at most; anything longer is refused before parsing. */
+export const MAX_TOKEN_LENGTH = 8192;
+
+/** The console cookie's value, when the Cookie header carries exactly one well-formed one. */
+export function consoleCookieToken(header: string | undefined): string | undefined {
+  if (header === undefined || header.length > MAX_TOKEN_LENGTH + 1024) return undefined;
+  const values = header
+    .split(';')
+    .map((part) => part.trim())
+    .filter((part) => part.startsWith(`${CONSOLE_COOKIE}=`))
+    .map((part) => part.slice(CONSOLE_COOKIE.length + 1));
+  const value = values.length === 1 ? (values[0] as string) : '';
+  return value.length <= MAX_TOKEN_LENGTH && BARE_JWT.test(value) ? value : undefined;
+}
 const KNOWN_ROLES: ReadonlySet<string> = new Set(ADMIN_ROLES);
 
 function rolesFrom(value: unknown): Set<AdminRole> {
@@ -55,23 +80,33 @@ export class AdminAuthenticator {
       const cn = socket.getPeerCertificate().subject?.CN;
       const name = Array.isArray(cn) ? cn[0] : cn;
       const roles = name === undefined ? undefined : certificates.roles[name];
-      if (name !== undefined && roles !== undefined) return { actor: name, via: 'mtls', roles: new Set(roles) };
+      if (name !== undefined && roles !== undefined) return { actor: name, via: 'mtls', roles: new Set(roles), fromConsoleCookie: false };
     }
     const header = req.headers.authorization;
-    if (header === undefined) throw new AdminAuthError(401, 'authentication required: a listed client certificate or a bearer token');
-    if (this.config.jwt === undefined || this.jwks === undefined) throw new AdminAuthError(401, 'bearer tokens are not accepted here');
-    const match = BEARER.exec(header);
+    if (header === undefined) {
+      const cookie = consoleCookieToken(req.headers.cookie);
+      if (cookie !== undefined) return this.verifyToken(cookie, true);
+      throw new AdminAuthError(401, 'authentication required: a listed client certificate or a bearer token');
+    }
+    const match = header.length <= MAX_TOKEN_LENGTH + 7 ? BEARER.exec(header) : null;
     if (match === null) throw new AdminAuthError(401, 'malformed Authorization header');
+    return this.verifyToken(match[1] as string, false);
+  }
+
+  /** Verifies a JWT the same way whether it came in a header, the console cookie or the console's login form. */
+  async verifyToken(token: string, fromConsoleCookie: boolean): Promise<AdminIdentity> {
+    if (this.config.jwt === undefined || this.jwks === undefined) throw new AdminAuthError(401, 'bearer tokens are not accepted here');
+    if (token.length > MAX_TOKEN_LENGTH || !BARE_JWT.test(token)) throw new AdminAuthError(401, 'malformed token');
     const jwt = this.config.jwt;
     try {
-      const { payload } = await jwtVerify(match[1] as string, this.jwks.getKey, {
+      const { payload } = await jwtVerify(token, this.jwks.getKey, {
         issuer: jwt.issuer,
         audience: jwt.audience,
         algorithms: jwt.algorithms,
         clockTolerance: jwt.clockToleranceS,
         requiredClaims: ['exp', 'sub'],
       });
-      return { actor: payload.sub as string, via: 'jwt', roles: rolesFrom(payload[jwt.rolesClaim]) };
+      return { actor: payload.sub as string, via: 'jwt', roles: rolesFrom(payload[jwt.rolesClaim]), fromConsoleCookie, expiresAt: payload.exp as number };
     } catch (error) {
       // One answer for every verification failure: no oracle on which check failed; the audit log has it.
       const code = error instanceof joseErrors.JOSEError ? error.code : 'ERR_UNKNOWN';

@@ -13,6 +13,10 @@ import { AdminAuthError, AdminAuthenticator, requireRole, type AdminIdentity } f
 import { AdminRequestError } from './errors.js';
 import { JwksSource } from './jwks.js';
 import { lifecycleRoutes, type LifecycleRoutesContext } from './lifecycle-routes.js';
+import type { ProxyMetrics } from '../observability/metrics.js';
+import { consoleRoutes, refuseCrossSite } from './console/routes.js';
+import { MemberDrills } from './drills.js';
+import { opsRoutes } from './ops-routes.js';
 
 /**
  * The admin API, on its own listener and with its own authentication: members
@@ -27,6 +31,8 @@ export interface AdminServerOptions {
   readonly cluster: HsmCluster;
   readonly audit: AuditLog;
   readonly logger: Logger;
+  /** The console's live figures, and GET /metrics behind admin authentication. */
+  readonly metrics: ProxyMetrics;
   /** Key lifecycle, kill switch, approvals and policy routes. */
   readonly lifecycle?: Omit<LifecycleRoutesContext, 'record'>;
 }
@@ -131,10 +137,23 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Run
     });
   };
 
+  app.use((_req, res, next) => {
+    res.setHeader('Cache-Control', 'no-store');
+    next();
+  });
+  app.use(consoleRoutes({ authenticator, record }));
   app.use((req, res, next) => {
     authenticator.authenticate(req).then(
       (identity) => {
         res.locals['identity'] = identity;
+        try {
+          refuseCrossSite(req, identity);
+        } catch (error) {
+          const refused = error as AdminAuthError;
+          record(req, res, `${req.method} ${req.path}`.slice(0, 200), undefined, 'denied', refused.message);
+          res.status(refused.status).json({ error: 'forbidden', message: refused.message });
+          return;
+        }
         next();
       },
       (error: unknown) => {
@@ -200,6 +219,9 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Run
     app.post(`/admin/v1/members/:id/${name}`, (req, res, next) => void action(name)(req, res).catch(next));
   }
   if (options.lifecycle !== undefined) app.use(lifecycleRoutes({ ...options.lifecycle, record }));
+  const drills = new MemberDrills({ cluster, audit, logger: logger.child({ component: 'drills' }), totals: () => options.metrics.requestTotals() });
+  options.metrics.watchDrills(() => drills.active());
+  app.use(opsRoutes({ cluster, audit, metrics: options.metrics, drills, record, memberView: (id) => memberView(member(id).snapshot()) }));
 
   app.use((_req, res) => {
     res.status(404).json({ error: 'not_found', message: 'no such admin resource' });
@@ -248,6 +270,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Run
     url: `https://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`,
     async close() {
       jwks?.stop();
+      drills.close();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();

@@ -103,8 +103,14 @@ function lastLineOf(fd: number): string | undefined {
   return text.slice(start + 1);
 }
 
+/** How many recent records the console can show; the file keeps everything. */
+const RECENT_RECORDS = 200;
+
 export class AuditLog {
   private readonly fd: number;
+  /** The last lines as written (records are secret-free by construction), oldest first once the ring wraps. */
+  private readonly recentLines: string[] = [];
+  private recentNext = 0;
   private readonly ownsFd: boolean;
   private readonly logger: Logger;
   private previousHash: string;
@@ -125,7 +131,9 @@ export class AuditLog {
     const stream = {
       write: (line: string): void => {
         writeFully(this.fd, line);
-        this.previousHash = hashLine(line.replace(/\n$/, ''));
+        const record = line.replace(/\n$/, '');
+        this.previousHash = hashLine(record);
+        this.remember(record);
       },
     };
     this.logger = pino(
@@ -150,6 +158,22 @@ export class AuditLog {
   alert(event: AuditEvent): void {
     this.assertOpen();
     this.logger.warn(event, 'audit');
+  }
+
+  /** The newest `limit` records, newest first (this process's only). */
+  recent(limit: number): Record<string, unknown>[] {
+    const count = Math.min(limit, this.recentLines.length);
+    const records: Record<string, unknown>[] = [];
+    for (let i = 1; i <= count; i++) {
+      const index = (this.recentNext - i + RECENT_RECORDS) % RECENT_RECORDS;
+      records.push(JSON.parse(this.recentLines[index] as string) as Record<string, unknown>);
+    }
+    return records;
+  }
+
+  private remember(record: string): void {
+    this.recentLines[this.recentNext] = record;
+    this.recentNext = (this.recentNext + 1) % RECENT_RECORDS;
   }
 
   close(): void {

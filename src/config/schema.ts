@@ -227,8 +227,11 @@ const KeyStoreSchema = z
     });
   });
 
-/** Admin roles. operator: members and the kill switch; auditor: read only; key-admin: lifecycle, rotation, policy; approver: dual control only. */
-export const ADMIN_ROLES = ['operator', 'auditor', 'key-admin', 'approver'] as const;
+/**
+ * Admin roles. operator: members, drills and the kill switch; auditor: read only; key-admin: lifecycle, rotation,
+ * policy; approver: dual control only; metrics: GET /metrics only (a Prometheus scraper's identity).
+ */
+export const ADMIN_ROLES = ['operator', 'auditor', 'key-admin', 'approver', 'metrics'] as const;
 export type AdminRole = (typeof ADMIN_ROLES)[number];
 
 const AdminSchema = z

@@ -101,9 +101,30 @@ export class ProxyMetrics {
     this.recent.record(contract, api, durationMs, outcome !== 'success');
   }
 
-  /** Rate, errors, p50 and p99 per API over the last minute. */
-  apiSummaries(): ApiSummary[] {
-    return this.recent.summaries();
+  /** Rate, errors, p50 and p99 per API over the last minute, or a shorter window (the console's "now"). */
+  apiSummaries(windowSeconds?: number): ApiSummary[] {
+    return this.recent.summaries(windowSeconds);
+  }
+
+  /** Requests and failures since start. */
+  requestTotals(): { readonly requests: number; readonly errors: number } {
+    return this.recent.totals();
+  }
+
+  /** 1 while a console drill runs, so dashboards can shade the drill's window. */
+  watchDrills(active: () => { readonly scenario: string; readonly member: string } | undefined): void {
+    new Gauge({
+      name: 'hyok_drill_active',
+      aggregator: 'max',
+      help: 'A console drill in progress (1), by scenario and member; absent when none runs.',
+      labelNames: ['scenario', 'member'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        const drill = active();
+        if (drill !== undefined) this.set({ scenario: drill.scenario, member: drill.member }, 1);
+      },
+    });
   }
 
   /** Gauges read from the cluster at scrape time, so they are never stale; agent calls observed as they happen. */

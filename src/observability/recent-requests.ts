@@ -109,7 +109,12 @@ export class RecentRequests {
     this.now = now;
   }
 
+  private requestCount = 0;
+  private errorCount = 0;
+
   record(contract: string, api: string, durationMs: number, failed: boolean): void {
+    this.requestCount++;
+    if (failed) this.errorCount++;
     const name = `${contract}\u0000${api}`;
     let window = this.windows.get(name);
     if (window === undefined) {
@@ -119,10 +124,17 @@ export class RecentRequests {
     window.record(Math.floor(this.now() / 1000), durationMs, failed);
   }
 
-  summaries(): ApiSummary[] {
+  /** Per API over the last `windowSeconds` (at most the window this was built with), whole seconds only. */
+  summaries(windowSeconds = this.windowSeconds): ApiSummary[] {
     const nowSecond = Math.floor(this.now() / 1000);
+    const window = Math.max(1, Math.min(this.windowSeconds, Math.floor(windowSeconds)));
     return [...this.windows.values()]
-      .map((window) => window.summary(nowSecond, this.windowSeconds))
+      .map((api) => api.summary(nowSecond, window))
       .sort((a, b) => a.contract.localeCompare(b.contract) || a.api.localeCompare(b.api));
+  }
+
+  /** Requests and failures since start, for before-and-after figures such as a drill's. */
+  totals(): { readonly requests: number; readonly errors: number } {
+    return { requests: this.requestCount, errors: this.errorCount };
   }
 }

@@ -309,3 +309,22 @@ describe('verifyAuditChain', () => {
     assert.equal(verifyAuditChain(`${lines.join('\n\n')}\n\n`).ok, true);
   });
 });
+
+describe('AuditLog: recent records for the console', () => {
+  it('returns the newest records first, the same objects as the file holds, at most 200', () => {
+    const file = freshFile();
+    const log = new AuditLog({ file });
+    assert.deepEqual(log.recent(10), []);
+    for (let n = 1; n <= 3; n++) log.write(request(n));
+    assert.deepEqual(log.recent(10).map((record) => record['seq']), [3, 2, 1]);
+    for (let n = 4; n <= 250; n++) log.write(request(n));
+    log.close();
+    const recent = log.recent(1000);
+    assert.equal(recent.length, 200);
+    assert.deepEqual(recent.slice(0, 3).map((record) => record['seq']), [250, 249, 248]);
+    assert.equal(recent.at(-1)?.['seq'], 51);
+    const lines = readFileSync(file, 'utf8').split('\n').filter((line) => line !== '');
+    assert.deepEqual(recent[0], JSON.parse(lines.at(-1) as string));
+    assert.deepEqual(log.recent(2).map((record) => record['seq']), [250, 249]);
+  });
+});

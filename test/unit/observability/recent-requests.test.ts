@@ -81,3 +81,31 @@ describe('RecentRequests: the console rolling window', () => {
     assert.equal(summaries[1]!.p99Ms, 0.05, 'zero and NaN land in the first bucket');
   });
 });
+
+describe('RecentRequests: shorter windows and totals', () => {
+  it('answers over a shorter window (the console\'s "now") and never past the built one', () => {
+    const time = clock(2_000_000);
+    const recent = new RecentRequests(60, time.now);
+    for (let second = 0; second < 60; second++) {
+      const perSecond = second < 50 ? 10 : 100;
+      for (let i = 0; i < perSecond; i++) recent.record('aws-xks', 'Decrypt', 1, second >= 50 && i === 0);
+      time.advance(1000);
+    }
+    assert.equal(recent.summaries(10)[0]?.ratePerSecond, 100);
+    assert.equal(recent.summaries(10)[0]?.errorsPerSecond, 1);
+    assert.equal(recent.summaries()[0]?.requests, 50 * 10 + 10 * 100);
+    assert.equal(recent.summaries(600)[0]?.windowSeconds, 60);
+    assert.equal(recent.summaries(0)[0]?.windowSeconds, 1);
+  });
+
+  it('counts every request and failure since start, whatever the window forgot', () => {
+    const time = clock(3_000_000);
+    const recent = new RecentRequests(5, time.now);
+    for (let i = 0; i < 30; i++) {
+      recent.record('aws-xks', 'Encrypt', 1, i % 10 === 0);
+      time.advance(1000);
+    }
+    assert.deepEqual(recent.totals(), { requests: 30, errors: 3 });
+    assert.equal(recent.summaries()[0]?.requests, 5);
+  });
+});
