@@ -15,6 +15,7 @@ import { OpenApiContract } from './contract/openapi.js';
 import type { XksDependencies } from './contract/aws-xks/context.js';
 import { renderXksError } from './contract/aws-xks/errors.js';
 import { createXksRouter } from './contract/aws-xks/router.js';
+import { captureStaticHeaders } from './listener/security-headers.js';
 import { ProxyError } from './errors/proxy-error.js';
 import { HsmCluster } from './hsm/cluster.js';
 import { HealthMonitor } from './hsm/health.js';
@@ -248,16 +249,29 @@ export async function startProxy(given: LoadedConfig, options: ProxyOptions = {}
   };
 
   const peerSubjects = new WeakMap<object, string>();
+  const securityHeaders = helmet({
+    contentSecurityPolicy: { directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } },
+    crossOriginResourcePolicy: { policy: 'same-origin' },
+    hsts: { maxAge: 31_536_000, includeSubDomains: false },
+  });
+  // The XKS APIs bypass express: one function from socket to response on the hot path (docs/performance.md).
+  const xks = createXksRouter({
+    deps,
+    catalog: () => catalog,
+    credentials: () => credentials,
+    verifier: new SigV4Verifier({ service: SIGV4_SERVICE, maxClockSkewMs: MAX_CLOCK_SKEW_MS }),
+    contract,
+    audit,
+    logger: logger.child({ component: 'xks' }),
+    metrics,
+    limits: config.server.limits,
+    clientCertificateSubject: (req) => peerSubjects.get(req.socket),
+    responseHeaders: captureStaticHeaders(securityHeaders),
+  });
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
-  app.use(
-    helmet({
-      contentSecurityPolicy: { directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } },
-      crossOriginResourcePolicy: { policy: 'same-origin' },
-      hsts: { maxAge: 31_536_000, includeSubDomains: false },
-    }),
-  );
+  app.use(securityHeaders);
   app.get('/ping', (_req, res) => {
     res.json({ status: 'ok' });
   });
@@ -266,20 +280,6 @@ export async function startProxy(given: LoadedConfig, options: ProxyOptions = {}
     const ready = cluster.canServe();
     res.status(ready ? 200 : 503).json({ ready, members });
   });
-  app.use(
-    createXksRouter({
-      deps,
-      catalog: () => catalog,
-      credentials: () => credentials,
-      verifier: new SigV4Verifier({ service: SIGV4_SERVICE, maxClockSkewMs: MAX_CLOCK_SKEW_MS }),
-      contract,
-      audit,
-      logger: logger.child({ component: 'xks' }),
-      metrics,
-      limits: config.server.limits,
-      clientCertificateSubject: (req: Request) => peerSubjects.get(req.socket),
-    }),
-  );
   app.use((_req, res) => {
     const rendered = renderXksError(new ProxyError('INVALID_URI_PATH', 'The request was rejected because the specified URI path is not valid.'));
     res.status(rendered.status).json(rendered.body);
@@ -300,7 +300,9 @@ export async function startProxy(given: LoadedConfig, options: ProxyOptions = {}
       headersTimeout: limits.headersTimeoutMs,
       keepAliveTimeout: limits.keepAliveTimeoutMs,
     },
-    app,
+    (req, res) => {
+      if (!xks(req, res)) app(req, res);
+    },
   );
   server.keepAliveTimeout = limits.keepAliveTimeoutMs;
   // Runs before the HTTP parser sees a byte: a disallowed client certificate never reaches the application.

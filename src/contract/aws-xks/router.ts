@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import sjson from 'secure-json-parse';
 import type { AuditLog, XksRequestAudit } from '../../audit/audit-log.js';
@@ -63,8 +63,13 @@ export interface XksRouterOptions {
   readonly logger: Logger;
   readonly metrics: ProxyMetrics;
   readonly limits: { readonly maxBodyBytes: number; readonly maxInFlightRequests: number; readonly requestBudgetMs: number };
-  readonly clientCertificateSubject: (req: Request) => string | undefined;
+  readonly clientCertificateSubject: (req: IncomingMessage) => string | undefined;
+  /** Sent on every XKS response (the security headers helmet would set). */
+  readonly responseHeaders: ReadonlyArray<readonly [string, string]>;
 }
+
+/** Answers an XKS path and returns true, or returns false for anything else (ping, ready, not found). */
+export type XksHandler = (req: IncomingMessage, res: ServerResponse) => boolean;
 
 const INVALID_URI = (): ProxyError => new ProxyError('INVALID_URI_PATH', 'The request was rejected because the specified URI path is not valid.');
 const AUTH_FAILED = (): ProxyError => new ProxyError('AUTHENTICATION_FAILED', 'The request was rejected due to an invalid AWS SigV4 signature.');
@@ -81,8 +86,15 @@ function isJsonContentType(value: string | undefined): boolean {
  * JSON and schema (400), then the operation itself, which authorizes before it
  * touches any key. Every request, answered or aborted, leaves one audit record.
  */
-export function createXksRouter(options: XksRouterOptions): RequestHandler {
+export function createXksRouter(options: XksRouterOptions): XksHandler {
   const { deps, verifier, contract, audit, logger, metrics, limits } = options;
+  // Raw header list for writeHead: no per-request setHeader validation or header map.
+  const baseHeaders: readonly string[] = [...options.responseHeaders.flat(), 'Content-Type', 'application/json', 'Cache-Control', 'no-store'];
+  const send = (res: ServerResponse, status: number, body: unknown, extra: readonly string[] = []): void => {
+    const json = JSON.stringify(body);
+    res.writeHead(status, [...baseHeaders, 'Content-Length', String(Buffer.byteLength(json)), ...extra]);
+    res.end(json);
+  };
   const buckets = new Map<string, TokenBucket>();
   let inFlight = 0;
 
@@ -96,7 +108,7 @@ export function createXksRouter(options: XksRouterOptions): RequestHandler {
     return bucket;
   };
 
-  async function handle(req: Request, res: Response, route: XksRoute | { uriPrefix: string; invalid: true }): Promise<void> {
+  async function handle(req: IncomingMessage, res: ServerResponse, route: XksRoute | { uriPrefix: string; invalid: true }): Promise<void> {
     const startedAt = performance.now();
     const requestId = randomUUID();
     const notes: AuditNotes = {};
@@ -107,6 +119,7 @@ export function createXksRouter(options: XksRouterOptions): RequestHandler {
     let status = 200;
     let body: unknown;
     let aborted = false;
+    let allowPostOnly = false;
     let failure: ProxyError | undefined;
     inFlight += 1;
     try {
@@ -114,7 +127,7 @@ export function createXksRouter(options: XksRouterOptions): RequestHandler {
       store = options.catalog().storeForPrefix(route.uriPrefix);
       if (store === undefined) throw INVALID_URI();
       if (req.method !== 'POST') {
-        res.setHeader('Allow', 'POST');
+        allowPostOnly = true;
         throw new ProxyError('METHOD_NOT_ALLOWED', `XKS APIs accept POST only, not ${req.method === 'GET' ? 'GET' : 'this method'}.`);
       }
       if (inFlight > limits.maxInFlightRequests) {
@@ -124,7 +137,7 @@ export function createXksRouter(options: XksRouterOptions): RequestHandler {
       const deadline = Deadline.after(limits.requestBudgetMs);
       const raw = await readBody(req, limits.maxBodyBytes);
 
-      const [path = '', query = ''] = req.originalUrl.split('?', 2);
+      const [path = '', query = ''] = (req.url ?? '').split('?', 2);
       const uriPrefix = store.uriPrefix;
       const verdict = verifier.verify({ method: req.method, path, query, rawHeaders: req.rawHeaders, body: raw }, (accessKeyId) =>
         options.credentials().lookup(uriPrefix, accessKeyId),
@@ -228,27 +241,21 @@ export function createXksRouter(options: XksRouterOptions): RequestHandler {
     }
     metrics.observeRequest('aws-xks', api, store?.name ?? 'unknown', errorName ?? (aborted ? 'aborted' : 'success'), performance.now() - startedAt);
     if (aborted || res.writableEnded) return;
-    const json = JSON.stringify(body);
-    res.statusCode = status;
-    res.setHeader('Content-Type', 'application/json');
-    res.setHeader('Cache-Control', 'no-store');
-    if (failure?.detail?.['reason'] === 'body too large') res.setHeader('Connection', 'close');
-    res.end(json);
+    const extra = [...(allowPostOnly ? ['Allow', 'POST'] : []), ...(failure?.detail?.['reason'] === 'body too large' ? ['Connection', 'close'] : [])];
+    send(res, status, body, extra);
   }
 
-  return (req: Request, res: Response, next: NextFunction): void => {
-    const path = req.originalUrl.split('?', 1)[0] ?? '';
+  return (req, res) => {
+    const path = (req.url ?? '').split('?', 1)[0] ?? '';
     const route = matchXksPath(path);
-    if (route === undefined) {
-      next();
-      return;
-    }
+    if (route === undefined) return false;
     handle(req, res, route).catch((error: unknown) => {
       logger.error({ err: error }, 'unhandled error in the XKS router');
       if (!res.headersSent) {
         const rendered = renderXksError(error);
-        res.status(rendered.status).json(rendered.body);
+        send(res, rendered.status, rendered.body);
       }
     });
+    return true;
   };
 }

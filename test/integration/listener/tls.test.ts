@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { X509Certificate } from 'node:crypto';
+import { randomBytes, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { connect } from 'node:tls';
@@ -314,6 +314,25 @@ describe('TLS listener', () => {
       assert.match(csp, /frame-ancestors 'none'/);
       assert.equal(response.headers['x-powered-by'], undefined);
       assert.equal(response.headers['etag'], undefined);
+    });
+
+    it('XKS answers, sent outside express, carry exactly the headers helmet gives /ping, with a Content-Length', async () => {
+      const ping = await httpsRequest(port, fixture.ca, { agent: false });
+      const encrypted = await fixture.client.encrypt('foo', { plaintext: randomBytes(16) });
+      assert.equal(encrypted.status, 200);
+      const wrongMethod = await httpsRequest(port, fixture.ca, { agent: false, path: `${fixture.dev.uriPrefix}/kms/xks/v1/keys/foo/encrypt` });
+      assert.equal(wrongMethod.status, 405);
+      assert.equal(wrongMethod.headers['allow'], 'POST');
+      const helmetHeaders = Object.keys(ping.headers).filter((name) => !['date', 'connection', 'keep-alive', 'content-type', 'content-length'].includes(name));
+      assert.ok(helmetHeaders.length >= 10, helmetHeaders.join(', '));
+      for (const response of [{ headers: encrypted.headers, text: encrypted.text }, { headers: wrongMethod.headers, text: wrongMethod.body }]) {
+        for (const name of helmetHeaders) assert.equal(response.headers[name], ping.headers[name], name);
+        assert.equal(response.headers['content-type'], 'application/json');
+        assert.equal(response.headers['cache-control'], 'no-store');
+        assert.equal(response.headers['transfer-encoding'], undefined);
+        assert.equal(Number(response.headers['content-length']), Buffer.byteLength(response.text));
+        assert.equal(response.headers['x-powered-by'], undefined);
+      }
     });
 
     it('an unknown path (XKS error body) carries the same headers', async () => {
