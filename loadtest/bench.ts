@@ -26,7 +26,7 @@ import { fromRoot } from '../src/lib/paths.js';
 import { BUDGET_MS, computeRatios, evaluateTargets, renderHtml, summaryLine, type Baselines, type RampResult, type ScenarioResult } from './bench-report.js';
 import { startLocalRedis, type LocalRedis } from './local-redis.js';
 import { percentile, runOpenLoop } from './open-loop.js';
-import { eventLoopP99Ms, startServeProcess } from './serve-process.js';
+import { readProxy, startServeProcess, type ProxyReading } from './serve-process.js';
 import { decryptPayload, encryptPayload, metadata, sealCiphertexts, signMany, signRequest, type PreparedRequest, type Target } from './xks-requests.js';
 
 const SIGNED_BATCH = 500;
@@ -61,10 +61,14 @@ async function scenario(
     if (rate !== undefined) await runOpenLoop({ host: target.host, port: target.port, rate, durationS: warmupS, connections, requests });
     else await saturate(target, requests, connections, warmupS);
   }
-  await eventLoopP99Ms(metricsUrl);
+  const before = await readProxy(metricsUrl);
+  // The proxy's own CPU per answered request: steadier than throughput when the generator and the agents share the cores.
+  const cpuPerRequest = (after: ProxyReading, answered: number): number | undefined =>
+    after.cpuSeconds === undefined || before.cpuSeconds === undefined || answered === 0 ? undefined : Math.round(((after.cpuSeconds - before.cpuSeconds) * 1e6) / answered);
   if (rate !== undefined) {
     const result = await runOpenLoop({ host: target.host, port: target.port, rate, durationS, connections, requests });
     const round = (value: number): number => Math.round(value * 100) / 100;
+    const after = await readProxy(metricsUrl);
     return {
       scenario: name,
       offeredRate: rate,
@@ -79,10 +83,12 @@ async function scenario(
       errors: result.errors,
       non2xx: 0,
       timeouts: 0,
-      eventLoopP99Ms: await eventLoopP99Ms(metricsUrl),
+      eventLoopP99Ms: after.eventLoopP99Ms,
+      proxyCpuUsPerRequest: cpuPerRequest(after, result.ok),
     };
   }
   const result = await saturate(target, requests, connections, durationS);
+  const after = await readProxy(metricsUrl);
   return {
     scenario: name,
     offeredRate: undefined,
@@ -97,7 +103,8 @@ async function scenario(
     errors: result.errors,
     non2xx: result.non2xx,
     timeouts: result.timeouts,
-    eventLoopP99Ms: await eventLoopP99Ms(metricsUrl),
+    eventLoopP99Ms: after.eventLoopP99Ms,
+    proxyCpuUsPerRequest: cpuPerRequest(after, result.requests.total - result.non2xx - result.errors),
   };
 }
 
@@ -174,7 +181,7 @@ async function ramp(target: Target, requests: PreparedRequest[], options: BenchO
 
 function printResult(result: ScenarioResult): void {
   process.stdout.write(
-    `${result.scenario}${result.offeredRate === undefined ? ' (saturation)' : ` (offered ${result.offeredRate}/s)`}: ${result.tps} req/s, p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms, max ${result.maxMs} ms, errors ${result.errors + result.non2xx + result.timeouts}, event-loop p99 ${result.eventLoopP99Ms?.toFixed(1) ?? 'n/a'} ms\n`,
+    `${result.scenario}${result.offeredRate === undefined ? ' (saturation)' : ` (offered ${result.offeredRate}/s)`}: ${result.tps} req/s, p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms, max ${result.maxMs} ms, errors ${result.errors + result.non2xx + result.timeouts}, event-loop p99 ${result.eventLoopP99Ms?.toFixed(1) ?? 'n/a'} ms, proxy CPU ${result.proxyCpuUsPerRequest ?? 'n/a'} µs/request\n`,
   );
 }
 

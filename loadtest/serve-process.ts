@@ -29,14 +29,29 @@ export function startServeProcess(configFile: string, options: { workers?: numbe
   });
 }
 
+/** What the bench reads from the proxy around a run. */
+export interface ProxyReading {
+  /** Event-loop delay p99 since the previous scrape, in ms (undefined before the first scrape of a run). */
+  readonly eventLoopP99Ms: number | undefined;
+  /** CPU time the proxy process (with workers: all workers, summed) has used since it started, in seconds. */
+  readonly cpuSeconds: number | undefined;
+}
+
 /**
- * The proxy's event-loop delay p99 since the previous scrape, in ms (the proxy resets its histogram at every
- * scrape, so scrape before and after a run). The sampling interval is already removed (docs/metrics.md);
- * with workers the primary reports the worst worker.
+ * One scrape of the proxy's metrics. The proxy resets its event-loop histogram
+ * at every scrape, so read before and after a run. The sampling interval is
+ * already removed (docs/metrics.md); with workers the primary reports the worst
+ * worker's delay and the sum of their CPU time (the HSM agents are not in it).
  */
-export async function eventLoopP99Ms(metricsUrl: string | undefined): Promise<number | undefined> {
-  if (metricsUrl === undefined) return undefined;
+export async function readProxy(metricsUrl: string | undefined): Promise<ProxyReading> {
+  if (metricsUrl === undefined) return { eventLoopP99Ms: undefined, cpuSeconds: undefined };
   const text = await (await fetch(metricsUrl)).text();
-  const match = /^hyok_event_loop_delay_seconds\{quantile="0.99"\} (\S+)$/m.exec(text);
-  return match === null ? undefined : Number(match[1]) * 1000;
+  const delay = /^hyok_event_loop_delay_seconds\{quantile="0.99"\} (\S+)$/m.exec(text);
+  const cpu = /^process_cpu_seconds_total (\S+)$/m.exec(text);
+  return { eventLoopP99Ms: delay === null ? undefined : Number(delay[1]) * 1000, cpuSeconds: cpu === null ? undefined : Number(cpu[1]) };
+}
+
+/** The proxy's event-loop delay p99 since the previous scrape, in ms. */
+export async function eventLoopP99Ms(metricsUrl: string | undefined): Promise<number | undefined> {
+  return (await readProxy(metricsUrl)).eventLoopP99Ms;
 }

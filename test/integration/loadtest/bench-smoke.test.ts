@@ -56,6 +56,11 @@ describe('bench harness smoke test', () => {
       for (const field of ['tps', 'p50Ms', 'p99Ms', 'maxMs', 'requests', 'errors']) assert.ok(Number.isFinite(entry[field]), `${String(entry['scenario'])}.${field}`);
       assert.ok((entry['requests'] as number) > 0);
     }
+    for (const entry of report.results) {
+      // The proxy's CPU per request, read from its process_cpu_seconds_total: positive and under a second.
+      const cpu = entry['proxyCpuUsPerRequest'] as number;
+      assert.ok(Number.isFinite(cpu) && cpu > 0 && cpu < 1_000_000, `${String(entry['scenario'])}.proxyCpuUsPerRequest ${cpu}`);
+    }
     assert.equal(report.results[2]?.['offeredRate'], 200);
     assert.equal(report.baselines.bareFixedRate['offeredRate'], 200, 'the bare baseline runs at the same fixed rate');
     assert.deepEqual(report.baselines.pkcs11.map((entry) => entry.processes), [1, 2]);
