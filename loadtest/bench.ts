@@ -212,6 +212,7 @@ async function main(): Promise<void> {
   const config = parse(readFileSync(dev.configFile, 'utf8')) as ConfigInput;
   config.audit = { destination: { file: join(work, 'audit.log') } };
   config.logging = { level: 'info', destination: 'stderr' };
+  config.admin = { enabled: false };
   if (options.policy !== undefined) config.policy = { file: resolvePath(options.policy) };
   const redis: LocalRedis | undefined = options.redis ? await startLocalRedis() : undefined;
   if (redis !== undefined) config.redis = { url: redis.url, decisionSigningKey: { env: 'HYOK_BENCH_DECISION_KEY' } };

@@ -102,6 +102,7 @@ async function main(): Promise<void> {
   const config = parse(readFileSync(dev.configFile, 'utf8')) as ConfigInput;
   config.audit = { destination: { file: join(work, 'audit.log') } };
   config.logging = { level: 'info', destination: 'stderr' };
+  config.admin = { enabled: false };
   const configFile = join(dev.dir, 'config.soak.yaml');
   writeFileSync(configFile, stringify(config));
   const proxy = await startServeProcess(configFile);

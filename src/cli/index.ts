@@ -6,7 +6,8 @@ import { Command, InvalidArgumentError } from 'commander';
 import { verifyAuditChain } from '../audit/audit-log.js';
 import { ConfigError, loadConfig, readSecret, type LoadedConfig } from '../config/load.js';
 import { XKS_API_PATH_SUFFIX, type HsmMemberConfig } from '../config/schema.js';
-import { curlExample, ensureDevEnvironment, writeTestClientEnvironment } from '../dev/bootstrap.js';
+import { curlExample, ensureDevEnvironment, signDevAdminToken, writeTestClientEnvironment } from '../dev/bootstrap.js';
+import { ADMIN_ROLES } from '../config/schema.js';
 import { isHsmError } from '../hsm/errors.js';
 import { runTokenAdmin, type TokenTarget } from '../hsm/token-admin.js';
 import type { KeyUsageFlags, TokenKey } from '../hsm/token-admin-protocol.js';
@@ -138,11 +139,16 @@ async function serve(options: { config?: string; workers: number }): Promise<voi
   } else {
     loaded = loadConfig(options.config);
   }
-  const announceDev = (port: number): void => {
+  const admin = loaded.config.admin;
+  const announceDev = (port: number, adminUrl?: string): void => {
     if (envFileFor === undefined || dev === undefined) return;
     const envFile = envFileFor(port);
     err(`[dev] hyok-proxy is ready on https://localhost:${port}${dev.uriPrefix}${XKS_API_PATH_SUFFIX}`);
     err(`[dev] wrote ${envFile} for the public XKS test client (aws-samples/aws-kms-xksproxy-test-client)`);
+    const adminPort = adminUrl === undefined ? admin.port : Number(new URL(adminUrl).port);
+    if (admin.enabled && adminPort !== 0) {
+      err(`[dev] SRE console: https://localhost:${adminPort}/console (dev CA: ${dev.caFile}); log in with the token from \`npm run --silent dev-token\``);
+    }
     err(`[dev] try it:\n${curlExample(envFile)}`);
   };
   if (options.workers > 1) {
@@ -150,7 +156,7 @@ async function serve(options: { config?: string; workers: number }): Promise<voi
     return;
   }
   const proxy = await startProxy(loaded, { watchFiles: true });
-  announceDev(proxy.port);
+  announceDev(proxy.port, proxy.adminUrl);
   process.on('SIGHUP', () => void proxy.reload());
   let stopping = false;
   const stop = (signal: string): void => {
@@ -175,6 +181,24 @@ export function buildProgram(): Command {
     .option('-c, --config <file>', 'configuration file (YAML)')
     .option('-w, --workers <n>', 'worker processes sharing the ports, each with its own HSM sessions (a number or auto: one per CPU)', parseWorkers, 1)
     .action(serve);
+
+  program
+    .command('dev-token')
+    .description('print a short-lived admin token from the dev setup\'s identity provider (var/dev), for the SRE console')
+    .option('-r, --role <role...>', `roles: ${ADMIN_ROLES.join(', ')}`, ['operator'])
+    .option('-s, --subject <name>', 'who the token names (the audit log\'s actor)', 'dev-operator')
+    .option('-t, --ttl <minutes>', 'lifetime in minutes (1-720)', (value: string) => {
+      const minutes = Number(value);
+      if (!Number.isInteger(minutes) || minutes < 1 || minutes > 720) throw new InvalidArgumentError('must be a whole number of minutes from 1 to 720');
+      return minutes;
+    }, 60)
+    .action(async (options: { role: string[]; subject: string; ttl: number }) => {
+      const unknown = options.role.filter((role) => !(ADMIN_ROLES as readonly string[]).includes(role));
+      if (unknown.length > 0) throw new InvalidArgumentError(`unknown role ${unknown.join(', ')} (roles: ${ADMIN_ROLES.join(', ')})`);
+      if (!/^[\x21-\x7e]{1,64}$/.test(options.subject)) throw new InvalidArgumentError('--subject must be 1-64 visible ASCII characters');
+      const dev = join(devDirectory(), 'admin', 'dev-idp-key.json');
+      out(await signDevAdminToken({ adminSigningKeyFile: dev }, { roles: options.role, subject: options.subject, ttlMinutes: options.ttl }));
+    });
 
   program
     .command('kms-config')

@@ -67,22 +67,31 @@ function portFromEnvironment(name: string, value: string, file: string): number 
   return Number(value);
 }
 
-/** HYOK_LISTEN_HOST, HYOK_LISTEN_PORT and HYOK_METRICS_PORT override the file (containers, tests, a second dev instance). */
+/**
+ * HYOK_LISTEN_HOST, HYOK_LISTEN_PORT, HYOK_METRICS_PORT and HYOK_ADMIN_PORT override the file (containers, tests,
+ * a second dev instance). The admin port applies only to a file that has an admin section.
+ */
 function applyEnvironmentOverrides(raw: unknown, file: string, env: Environment): unknown {
-  const host = env['HYOK_LISTEN_HOST'];
-  const port = env['HYOK_LISTEN_PORT'];
-  const metricsPort = env['HYOK_METRICS_PORT'];
-  if ((host ?? '') === '' && (port ?? '') === '' && (metricsPort ?? '') === '') return raw;
+  const given = (name: string): string | undefined => (env[name] === undefined || env[name] === '' ? undefined : env[name]);
+  const host = given('HYOK_LISTEN_HOST');
+  const port = given('HYOK_LISTEN_PORT');
+  const metricsPort = given('HYOK_METRICS_PORT');
+  const adminPort = given('HYOK_ADMIN_PORT');
+  if (host === undefined && port === undefined && metricsPort === undefined && adminPort === undefined) return raw;
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return raw;
   const root = raw as Record<string, unknown>;
   const section = (name: string): Record<string, unknown> =>
     ({ ...(root[name] !== null && typeof root[name] === 'object' ? (root[name] as Record<string, unknown>) : {}) });
-  const server = section('server');
-  if (host !== undefined && host !== '') server['host'] = host;
-  if (port !== undefined && port !== '') server['port'] = portFromEnvironment('HYOK_LISTEN_PORT', port, file);
-  const metrics = section('metrics');
-  if (metricsPort !== undefined && metricsPort !== '') metrics['port'] = portFromEnvironment('HYOK_METRICS_PORT', metricsPort, file);
-  return { ...root, server, ...(metricsPort !== undefined && metricsPort !== '' ? { metrics } : {}) };
+  const next: Record<string, unknown> = { ...root };
+  if (host !== undefined || port !== undefined) {
+    const server = section('server');
+    if (host !== undefined) server['host'] = host;
+    if (port !== undefined) server['port'] = portFromEnvironment('HYOK_LISTEN_PORT', port, file);
+    next['server'] = server;
+  }
+  if (metricsPort !== undefined) next['metrics'] = { ...section('metrics'), port: portFromEnvironment('HYOK_METRICS_PORT', metricsPort, file) };
+  if (adminPort !== undefined && root['admin'] !== undefined) next['admin'] = { ...section('admin'), port: portFromEnvironment('HYOK_ADMIN_PORT', adminPort, file) };
+  return next;
 }
 
 function resolveRelativePaths(config: Config, baseDir: string): Config {

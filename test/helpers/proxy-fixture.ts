@@ -82,6 +82,8 @@ export async function createFixture(options: FixtureOptions): Promise<ProxyFixtu
   const config = parse(readFileSync(dev.configFile, 'utf8')) as ConfigInput;
   config.server.port = 0;
   config.metrics = { enabled: true, host: '127.0.0.1', port: 0 };
+  // The dev setup's admin API binds a fixed port; a test that wants one configures it.
+  config.admin = { enabled: false };
   config.audit = { destination: { file: auditFile } };
   config.logging = { level: 'debug', destination: { file: logFile(options.name) } };
   const keyStore = config.keyStores[0];

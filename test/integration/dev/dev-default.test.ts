@@ -4,14 +4,16 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { adminCall, adminRaw } from '../../helpers/admin.js';
 import { startCli } from '../../helpers/cli.js';
+import { fromRoot } from '../../../src/lib/paths.js';
 import { registerSecret } from '../../helpers/test-env.js';
 import { assertConforms } from '../../helpers/xks-client.js';
 
 /** `npm start` with no config: the embedded dev setup, exercised with curl --aws-sigv4 as the public test client does. */
 describe('the embedded dev default', () => {
   const devDir = join(mkdtempSync(join(tmpdir(), 'hyok-devdefault-')), 'dev');
-  const env = { HYOK_DEV_DIR: devDir, HYOK_LISTEN_PORT: '0', HYOK_METRICS_PORT: '0' };
+  const env = { HYOK_DEV_DIR: devDir, HYOK_LISTEN_PORT: '0', HYOK_METRICS_PORT: '0', HYOK_ADMIN_PORT: '0' };
   after(() => rmSync(join(devDir, '..'), { recursive: true, force: true }));
 
   let accessKeyId = '';
@@ -46,6 +48,25 @@ describe('the embedded dev default', () => {
       const health = JSON.parse(mtls) as Record<string, unknown>;
       assertConforms('/keystores/dev/kms/xks/v1/health', 'POST', 200, health);
       assert.equal((health['ekmFleetDetails'] as unknown[]).length, 3);
+
+      // The SRE console, logged into with a token from `hyok-proxy dev-token` (printed, never logged).
+      const [, adminPort] = await proxy.waitFor(/\[dev\] SRE console: https:\/\/localhost:(\d+)\/console/);
+      const adminUrl = `https://127.0.0.1:${adminPort}`;
+      const ca = readFileSync(join(devDir, 'pki', 'ca.pem'), 'utf8');
+      const token = execFileSync(process.execPath, [fromRoot('dist', 'src', 'main.js'), 'dev-token', '--role', 'operator', 'auditor', '--ttl', '5'], {
+        env: { ...process.env, ...env },
+        encoding: 'utf8',
+      }).trim();
+      registerSecret('signature', token.split('.')[2] as string);
+      const me = await adminCall(adminUrl, ca, 'GET', '/admin/v1/whoami', { token });
+      assert.equal(me.status, 200, JSON.stringify(me.body));
+      assert.deepEqual(me.body['roles'], ['auditor', 'operator']);
+      assert.equal(me.body['actor'], 'dev-operator');
+      const login = await adminRaw(adminUrl, ca, 'POST', '/console/session', { 'x-hyok-console': '1' }, JSON.stringify({ token }));
+      assert.equal(login.status, 200, login.text);
+      const page = await adminRaw(adminUrl, ca, 'GET', '/console', { cookie: String(login.headers['set-cookie']).split(';')[0] as string });
+      assert.equal(page.status, 200);
+      assert.doesNotMatch(proxy.output(), new RegExp(token.split('.')[2] as string), 'the token is not in the proxy output');
     } finally {
       const code = await proxy.stop();
       assert.equal(code, 0, `stopped by SIGTERM: exit ${String(code)}, signal ${String(proxy.child.signalCode)}\n${proxy.output().slice(-1500)}`);

@@ -277,6 +277,18 @@ describe('parseConfigText: environment overrides', () => {
     });
   }
 
+  it('HYOK_ADMIN_PORT overrides admin.port when the file has an admin section, and adds none otherwise', () => {
+    const config = baseConfig();
+    config['admin'] = { enabled: false, port: 9443 };
+    const { config: parsed } = parse(config, { HYOK_ADMIN_PORT: '0' });
+    assert.equal(parsed.admin.port, 0);
+    assert.equal(parsed.admin.enabled, false);
+    const { config: without } = parse(baseConfig(), { HYOK_ADMIN_PORT: '19443' });
+    assert.equal(without.admin.port, 9443, 'the default, untouched');
+    assert.equal(without.admin.enabled, false);
+    assert.match(configError(() => parse(config, { HYOK_ADMIN_PORT: 'x' })).issues[0] ?? '', /environment HYOK_ADMIN_PORT: expected a port number/);
+  });
+
   it('rejects a bad HYOK_METRICS_PORT naming that variable', () => {
     const error = configError(() => parse(baseConfig(), { HYOK_METRICS_PORT: 'nine' }));
     assert.match(error.issues[0] ?? '', /environment HYOK_METRICS_PORT: expected a port number/);
