@@ -1,7 +1,9 @@
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import { X509Certificate } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
-import type { TLSSocket } from 'node:tls';
+import type { SecureContextOptions, TLSSocket } from 'node:tls';
+import { readFileSync } from 'node:fs';
 import express, { type Request } from 'express';
 import helmet from 'helmet';
 import type { Logger } from 'pino';
@@ -141,6 +143,16 @@ function countKeyStates(catalog: KeyCatalog, state: StateDocument): Record<strin
     }
   }
   return counts;
+}
+
+/** What the audit log says about a server certificate: its fingerprint, subject and expiry (public facts). */
+function certificateSummary(pem: SecureContextOptions['cert']): { readonly fingerprint: string; readonly text: string } {
+  const first = Array.isArray(pem) ? pem[0] : pem;
+  const certificate = new X509Certificate(first as string | Buffer);
+  return {
+    fingerprint: certificate.fingerprint256,
+    text: `${certificate.subject.replace(/\n/g, ', ')} (SHA-256 ${certificate.fingerprint256.slice(0, 23)}..., valid to ${new Date(certificate.validTo).toISOString()})`,
+  };
 }
 
 /** Every file whose change should trigger a reload. */
@@ -334,6 +346,7 @@ export async function startProxy(given: LoadedConfig, options: ProxyOptions = {}
     socket.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(json)}\r\nConnection: close\r\n\r\n${json}`);
   });
 
+  let servingCertificate = certificateSummary(readFileSync(config.server.tls.certFile));
   const address = await listen(server, config.server.host, config.server.port);
   const hostForUrl = address.family === 'IPv6' ? `[${address.address}]` : address.address;
 
@@ -408,11 +421,21 @@ export async function startProxy(given: LoadedConfig, options: ProxyOptions = {}
         ['server.tls.clientAuth.mode', running.server.tls.clientAuth.mode, next.config.server.tls.clientAuth.mode],
         ['metrics', running.metrics, next.config.metrics],
         ['audit', running.audit, next.config.audit],
+        ['redis', running.redis, next.config.redis],
+        ['state', running.state, next.config.state],
+        ['dualControl', running.dualControl, next.config.dualControl],
+        ['admin', running.admin, next.config.admin],
+        ['server.tls.watchFiles', running.server.tls.watchFiles, next.config.server.tls.watchFiles],
       ];
       for (const [section, before, after] of restartOnly) {
         if (JSON.stringify(before) !== JSON.stringify(after)) logger.warn({ section }, 'setting changed; it takes effect after a restart');
       }
       server.setSecureContext(nextTls);
+      const nextCertificate = certificateSummary(nextTls.cert);
+      if (nextCertificate.fingerprint !== servingCertificate.fingerprint) {
+        audit.write({ event: 'tls.reload', detail: `server certificate ${nextCertificate.text} replaces ${servingCertificate.text}` });
+        servingCertificate = nextCertificate;
+      }
       catalog = KeyCatalog.fromConfig(next.config);
       credentials = nextCredentials;
       clientAuth = { ...next.config.server.tls.clientAuth, mode: running.server.tls.clientAuth.mode };
@@ -429,7 +452,8 @@ export async function startProxy(given: LoadedConfig, options: ProxyOptions = {}
   };
   const reload = (): Promise<ReloadResult> => Promise.resolve(reloadNow());
 
-  const fileWatch = options.watchFiles === true ? new FileWatchSet(() => void reload(), logger) : undefined;
+  // server.tls.watchFiles false leaves reloads to SIGHUP (or reload()) only.
+  const fileWatch = options.watchFiles === true && config.server.tls.watchFiles ? new FileWatchSet(() => void reload(), logger) : undefined;
   fileWatch?.watch(watchedFiles(config, loaded.file));
 
   let closing: Promise<void> | undefined;

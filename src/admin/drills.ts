@@ -155,11 +155,12 @@ export class MemberDrills {
       drill.status = 'failed';
       drill.detail = `restore failed: ${(error as Error).message}`;
     }
-    const summary = `${drill.scenario} of ${drill.member} ${drill.status}: ${drill.final.requests} requests, ${drill.final.errors} failed${drill.detail === undefined ? '' : `; ${drill.detail}`}`;
+    const summary = `${drill.scenario} of ${drill.member} ${drill.status}: ${drill.final.requests} requests, ${drill.final.errors} failed${drill.detail === undefined ? '' : `; ${drill.detail}`}; started by ${drill.startedBy}`;
     try {
+      // The proxy ends the drill and restores the member; an operator's early stop has its own drill.stop record.
       this.deps.audit.write({
         event: 'admin.action',
-        actor: actor === 'proxy:drill' ? drill.startedBy : actor,
+        actor: 'proxy',
         via: 'none',
         roles: [],
         action: 'drill.end',

@@ -306,10 +306,11 @@ export function lifecycleRoutes(context: LifecycleRoutesContext): Router {
       const body = bodyOf(req);
       const keyStore = optionalText(body, 'keyStore');
       const keyId = optionalText(body, 'keyId');
+      const reason = optionalText(body, 'reason');
       if (keyStore === undefined) throw new AdminRequestError(400, 'bad_request', 'keyStore is required');
       const target = keyId === undefined ? `keystore/${keyStore}` : `keystore/${keyStore}/key/${keyId}`;
       const approval = await ask(res, 'killswitch.restore', target, {});
-      return { status: 202, body: { approval: approvalView(approval) }, target };
+      return { status: 202, body: { approval: approvalView(approval) }, target, ...(reason === undefined ? {} : { reason }) };
     }),
   );
 

@@ -94,7 +94,7 @@ function addMemberCommands(admin: Command): void {
     ['restore', 'put a member back into service (its key material is checked again)'],
   ] as const) {
     const command = admin.command(name).description(description).argument('<member>', 'member id');
-    if (name !== 'restore') command.option('--reason <text>', 'why (goes to the audit log)');
+    command.option('--reason <text>', 'why (goes to the audit log)');
     command.action(async function (this: Command, member: string, options: { reason?: string }) {
       const response = await adminRequest(connection(this), 'POST', `/admin/v1/members/${segment(member)}/${name}`, options.reason === undefined ? {} : { reason: options.reason });
       show(response, (body) => formatMembers([body as MemberView]));
@@ -178,9 +178,11 @@ function addKillSwitchCommands(admin: Command): void {
     .command('restore')
     .argument('<keyStore>')
     .option('--key-id <keyId>', 'only this key')
+    .option('--reason <text>', 'why (goes to the audit log)')
     .description('ask to serve again (dual control)')
-    .action(async function (this: Command, keyStore: string, options: { keyId?: string }) {
-      show(await adminRequest(connection(this), 'POST', '/admin/v1/killswitch/restore', { keyStore, ...(options.keyId === undefined ? {} : { keyId: options.keyId }) }));
+    .action(async function (this: Command, keyStore: string, options: { keyId?: string; reason?: string }) {
+      const body = { keyStore, ...(options.keyId === undefined ? {} : { keyId: options.keyId }), ...(options.reason === undefined ? {} : { reason: options.reason }) };
+      show(await adminRequest(connection(this), 'POST', '/admin/v1/killswitch/restore', body));
     });
 }
 

@@ -71,7 +71,7 @@ const TlsSchema = z.strictObject({
   minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
   ciphers: z.array(z.string().min(1)).min(1).default([...DEFAULT_TLS_CIPHERS]),
   clientAuth: ClientAuthSchema,
-  /** Watch the certificate files and reload them without a restart (SIGHUP always reloads). */
+  /** Watch the config, certificate, CA, policy and secret files and reload when one changes (SIGHUP always reloads). */
   watchFiles: z.boolean().default(true),
 });
 

@@ -197,7 +197,8 @@ describe('SRE console: pages, session, overview, audit, drills and metrics on th
     const records = adminRecords();
     assert.ok(records.some((record) => record['action'] === 'drill.start' && record['actor'] === 'sre-carol' && record['target'] === 'softhsm-2' && record['outcome'] === 'success'));
     const end = records.find((record) => record['action'] === 'drill.end' && record['target'] === 'softhsm-2');
-    assert.match(String(end?.['reason']), /^fence-one of softhsm-2 completed: \d+ requests, 0 failed$/);
+    assert.equal(end?.['actor'], 'proxy');
+    assert.match(String(end?.['reason']), /^fence-one of softhsm-2 completed: \d+ requests, 0 failed; started by jwt:sre-carol$/);
   });
 
   it('a drill can be stopped early; bad drill requests are refused; an auditor cannot start one', async () => {

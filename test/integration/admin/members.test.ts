@@ -168,8 +168,10 @@ describe('admin API: members, drain, fence, restore', () => {
     assert.equal(list.status, 0, list.stderr);
     assert.match(list.stdout, /^ID\s+HEALTH\s+MODE\s+BREAKER/m);
     assert.match(list.stdout, /softhsm-3\s+UNAVAILABLE\s+fenced\s+closed\s+0\s+.*fenced: cli drill/);
-    const restore = await runCliAsync([...common, 'restore', 'softhsm-3']);
+    const restore = await runCliAsync([...common, 'restore', 'softhsm-3', '--reason', 'cli drill over']);
     assert.equal(restore.status, 0, restore.stderr);
+    const restored = readAuditRecords(fixture.auditFile).filter((record) => record['action'] === 'member.restore' && record['target'] === 'softhsm-3').at(-1);
+    assert.equal(restored?.['reason'], 'cli drill over');
     const json = await runCliAsync([...common, 'members', '--json']);
     assert.equal((JSON.parse(json.stdout) as { members: Array<{ mode: string }> }).members[2]?.mode, 'serving');
     const denied = await runCliAsync(['admin', '--url', url.replace('127.0.0.1', 'localhost'), '--ca', fixture.dev.caFile, 'members']);

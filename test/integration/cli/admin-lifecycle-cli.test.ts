@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { runCliAsync, type CliResult } from '../../helpers/cli.js';
 import { useAdminFixture, type Admins } from '../../helpers/lifecycle.js';
+import { readAuditRecords } from '../../helpers/test-env.js';
 import { expectXksError } from '../../helpers/xks-client.js';
 
 describe('CLI: key lifecycle, rotation, kill switch, approvals and policy through the admin API', () => {
@@ -44,9 +45,11 @@ describe('CLI: key lifecycle, rotation, kill switch, approvals and policy throug
     assert.equal(engaged.status, 0, engaged.stderr);
     expectXksError(await suite.fixture.client.encrypt('foo', { plaintext: randomBytes(16) }), 400, 'InvalidStateException');
 
-    const asked = await as('operator', 'admin', 'killswitch', 'restore', 'dev', '--key-id', 'foo');
+    const asked = await as('operator', 'admin', 'killswitch', 'restore', 'dev', '--key-id', 'foo', '--reason', 'incident closed');
     assert.equal(asked.status, 0, asked.stderr);
     assert.match(asked.stdout, /needs dual control/);
+    const askedRecord = readAuditRecords(suite.fixture.auditFile).find((record) => record['action'] === 'killswitch.restore.request');
+    assert.equal(askedRecord?.['reason'], 'incident closed');
 
     const pending = await as('approver1', 'admin', 'approvals', 'list');
     const approvals = (JSON.parse(pending.stdout) as { approvals: Array<{ id: string; digest: string; status: string; action: string }> }).approvals;

@@ -388,6 +388,13 @@ describe('TLS listener', () => {
 
         const audit = readFileSync(fixture.auditFile, 'utf8');
         assert.match(audit, /"event":"config\.reload"/);
+        // The certificate change itself is audited, naming both certificates by fingerprint.
+        const tlsReload = audit.split('\n').filter((line) => line.includes('"event":"tls.reload"')).at(-1) ?? '';
+        assert.ok(tlsReload.includes(`SHA-256 ${expected.fingerprint256.slice(0, 23)}...`), tlsReload);
+        assert.ok(tlsReload.includes(`replaces CN=localhost (SHA-256 ${before.peerCertificate.fingerprint256.slice(0, 23)}...`), tlsReload);
+        assert.equal((await withTimeout(proxy.reload(), 5000, 'reload')).ok, true);
+        const reloads = readFileSync(fixture.auditFile, 'utf8').split('\n').filter((line) => line.includes('"event":"tls.reload"'));
+        assert.equal(reloads.length, audit.split('\n').filter((line) => line.includes('"event":"tls.reload"')).length, 'no tls.reload when the certificate did not change');
       } finally {
         survivor.destroy();
       }

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { createFixture, newCredential, type ProxyFixture } from '../../helpers/proxy-fixture.js';
+import { registerSecret } from '../../helpers/test-env.js';
 import type { Credential } from '../../helpers/xks-client.js';
 
 /** The spec's rotation sequence: add a second credential, switch KMS over, remove the old one; no restart. */
@@ -77,5 +78,37 @@ describe('SigV4 credential rotation without a restart', () => {
     assert.equal(result?.ok, false);
     assert.ok(result?.issues.some((issue) => issue.includes('keyStores[0].credentials[1].accessKeyId')), JSON.stringify(result?.issues));
     assert.equal(await status(rotated), 200);
+  });
+});
+
+describe('server.tls.watchFiles: false', () => {
+  let fixture: ProxyFixture;
+
+  before(async () => {
+    fixture = await createFixture({
+      name: 'xks-no-watch',
+      watchFiles: true,
+      configure: (config) => {
+        config.server.tls.watchFiles = false;
+      },
+    });
+  });
+  after(async () => {
+    await fixture.close();
+  });
+
+  it('leaves a changed secret file alone until a reload is asked for', async () => {
+    const original = fixture.credential;
+    const next = { accessKeyId: original.accessKeyId, secretAccessKey: randomBytes(32).toString('base64') };
+    registerSecret('sigv4-secret', next.secretAccessKey);
+    writeFileSync(fixture.dev.secretFile, `${next.secretAccessKey}\n`);
+    // Longer than the watched-file case above ever needed.
+    await sleep(1500);
+    const status = async (credential: Credential): Promise<number> => (await fixture.client.encrypt('foo', { plaintext: randomBytes(16) }, { credential })).status;
+    assert.equal(await status(original), 200, 'the running secret is still the old one');
+    assert.equal(await status(next), 401);
+    assert.equal((await fixture.proxy?.reload())?.ok, true);
+    assert.equal(await status(next), 200);
+    assert.equal(await status(original), 401);
   });
 });
