@@ -90,6 +90,7 @@ export function opsRoutes(context: OpsRoutesContext): Router {
       members: cluster.snapshot().map((member) => context.memberView(member.id)),
       apis: metrics.apiSummaries(LIVE_WINDOW_S),
       totals: metrics.requestTotals(),
+      memberOperations: metrics.memberOperationTotals(),
       drill: drills.current() ?? null,
     });
   });

@@ -23,6 +23,8 @@ export class ProxyMetrics {
   private readonly duration: Histogram<'contract' | 'api' | 'outcome'>;
   /** The last minute per API, for the SRE console. */
   private readonly recent = new RecentRequests();
+  /** Agent calls per member since start (probes included), for the console's per-member chart. */
+  private readonly memberTotals = new Map<string, { operations: number; errors: number }>();
 
   constructor(options: { defaultMetrics: boolean } = { defaultMetrics: true }) {
     if (options.defaultMetrics) {
@@ -106,6 +108,11 @@ export class ProxyMetrics {
     return this.recent.summaries(windowSeconds);
   }
 
+  /** Agent calls and failed ones per member since start (this process). */
+  memberOperationTotals(): Record<string, { readonly operations: number; readonly errors: number }> {
+    return Object.fromEntries([...this.memberTotals].map(([member, totals]) => [member, { ...totals }]));
+  }
+
   /** Requests and failures since start. */
   requestTotals(): { readonly requests: number; readonly errors: number } {
     return this.recent.totals();
@@ -145,6 +152,13 @@ export class ProxyMetrics {
     cluster.observeOperations(({ member, op, ms, error }) => {
       operations.observe({ member, operation: op, outcome: error ?? 'ok' }, ms / 1000);
       if (error !== undefined) errors.inc({ member, operation: op, kind: error });
+      let totals = this.memberTotals.get(member);
+      if (totals === undefined) {
+        totals = { operations: 0, errors: 0 };
+        this.memberTotals.set(member, totals);
+      }
+      totals.operations += 1;
+      if (error !== undefined) totals.errors += 1;
     });
     new Gauge({
       name: 'hyok_hsm_member_agents',

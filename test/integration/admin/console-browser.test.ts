@@ -61,6 +61,7 @@ describe('SRE console in headless Chromium: log in, see three members, fence one
     // Some traffic, so the chart, the API table and the audit list have something to show.
     for (let i = 0; i < 5; i++) await Promise.all(Array.from({ length: 10 }, () => fixture.client.encrypt('foo', { plaintext: randomBytes(32) })));
     await page.locator('#apis tbody tr', { hasText: 'Encrypt' }).waitFor({ timeout: 5000 });
+    assert.deepEqual(await page.locator('#member-legend .member-name').allTextContents(), ['softhsm-1', 'softhsm-2', 'softhsm-3']);
 
     const member = page.locator('tr[data-member="softhsm-2"]');
     const mode = member.locator('td').nth(3);

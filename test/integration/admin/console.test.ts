@@ -124,6 +124,12 @@ describe('SRE console: pages, session, overview, audit, drills and metrics on th
     assert.deepEqual((after['members'] as Array<{ id: string }>).map((member) => member.id), ['softhsm-1', 'softhsm-2', 'softhsm-3']);
     const totals = (value: Record<string, unknown>): number => (value['totals'] as { requests: number }).requests;
     assert.equal(totals(after) - totals(before), 20);
+    // Per-member agent calls (probes included) move too, and only for members that exist.
+    const memberCalls = (value: Record<string, unknown>): Record<string, { operations: number; errors: number }> =>
+      value['memberOperations'] as Record<string, { operations: number; errors: number }>;
+    assert.deepEqual(Object.keys(memberCalls(after)).sort(), ['softhsm-1', 'softhsm-2', 'softhsm-3']);
+    const calls = (value: Record<string, unknown>): number => Object.values(memberCalls(value)).reduce((sum, entry) => sum + entry.operations, 0);
+    assert.ok(calls(after) - calls(before) >= 20, `${calls(before)} -> ${calls(after)}`);
     const encrypt = (after['apis'] as Array<Record<string, unknown>>).find((entry) => entry['api'] === 'Encrypt');
     assert.ok(encrypt !== undefined && (encrypt['requests'] as number) >= 20 && encrypt['p99Ms'] !== null, JSON.stringify(after['apis']));
   });

@@ -6,7 +6,9 @@ const POLL_MS = 1000;
 const HISTORY_POINTS = 300;
 const OPERATOR = 'operator';
 
-const state = { roles: new Set(), history: [], lastTotals: undefined, lastPollAt: 0, members: [], drill: null, ticks: 0 };
+const MEMBER_COLOURS = ['#1565c0', '#2e7d32', '#6a1b9a', '#ef6c00', '#00838f', '#ad1457'];
+
+const state = { roles: new Set(), history: [], lastTotals: undefined, lastMemberTotals: undefined, lastPollAt: 0, members: [], drill: null, ticks: 0 };
 
 const $ = (id) => document.getElementById(id);
 
@@ -115,11 +117,16 @@ function renderMembers(members) {
       return row;
     }),
   );
+  // Rebuilt only when the members change, so an open drop-down is not closed under the user every second.
   const select = $('drill-member');
-  const chosen = select.value;
-  select.replaceChildren(el('option', 'least busy'), ...members.map((member) => el('option', member.id)));
-  select.options[0].value = '';
-  select.value = members.some((member) => member.id === chosen) ? chosen : '';
+  const ids = members.map((member) => member.id).join('\n');
+  if (select.dataset.members !== ids) {
+    const chosen = select.value;
+    select.replaceChildren(el('option', 'least busy'), ...members.map((member) => el('option', member.id)));
+    select.options[0].value = '';
+    select.value = members.some((member) => member.id === chosen) ? chosen : '';
+    select.dataset.members = ids;
+  }
 }
 
 function renderApis(apis) {
@@ -199,8 +206,8 @@ function renderKeys(keys) {
         restore.type = 'button';
         restore.disabled = !canStop;
         restore.addEventListener('click', () =>
-          act(`Ask for a restore of ${key.storeKilled ? `key store ${key.keyStore}` : `key ${key.id}`}? Approvers must confirm it.`, 'POST', '/admin/v1/killswitch/restore', () =>
-            key.storeKilled ? { keyStore: key.keyStore } : { keyStore: key.keyStore, keyId: key.id },
+          act(`Ask for a restore of ${key.storeKilled ? `key store ${key.keyStore}` : `key ${key.id}`}? Approvers must confirm it.`, 'POST', '/admin/v1/killswitch/restore', (reason) =>
+            withReason(reason, key.storeKilled ? { keyStore: key.keyStore } : { keyStore: key.keyStore, keyId: key.id }),
           ),
         );
         actions.append(restore);
@@ -232,14 +239,14 @@ function renderAudit(records) {
   );
 }
 
-function drawChart() {
-  const canvas = $('chart');
+/** One line per series over the history, drills shaded; `series` is [[label, colour, point => value]]. */
+function drawLines(canvas, series) {
   const context = canvas.getContext('2d');
   const { width, height } = canvas;
   context.clearRect(0, 0, width, height);
   const points = state.history;
   if (points.length < 2) return;
-  const peak = Math.max(1, ...points.map((point) => point.rate));
+  const peak = Math.max(1, ...points.flatMap((point) => series.map(([, , value]) => value(point))));
   const x = (index) => (index / (HISTORY_POINTS - 1)) * width;
   const y = (value) => height - 4 - (value / peak) * (height - 20);
   const offset = HISTORY_POINTS - points.length;
@@ -247,31 +254,58 @@ function drawChart() {
   points.forEach((point, index) => {
     if (point.drill) context.fillRect(x(offset + index), 0, width / HISTORY_POINTS + 1, height);
   });
-  for (const [field, colour] of [['rate', '#1565c0'], ['errors', '#c62828']]) {
+  for (const [, colour, value] of series) {
     context.strokeStyle = colour;
     context.lineWidth = 2;
     context.beginPath();
-    points.forEach((point, index) => (index === 0 ? context.moveTo(x(offset + index), y(point[field])) : context.lineTo(x(offset + index), y(point[field]))));
+    points.forEach((point, index) => (index === 0 ? context.moveTo(x(offset + index), y(value(point))) : context.lineTo(x(offset + index), y(value(point)))));
     context.stroke();
   }
   context.fillStyle = '#777';
   context.fillText(`${peak.toFixed(0)}/s`, 4, 12);
 }
 
-function recordHistory(totals, drill) {
+function drawCharts() {
+  drawLines($('chart'), [
+    ['requests/s', '#1565c0', (point) => point.rate],
+    ['errors/s', '#c62828', (point) => point.errors],
+  ]);
+  const memberSeries = state.members.map((member, index) => [member.id, MEMBER_COLOURS[index % MEMBER_COLOURS.length], (point) => point.members[member.id] ?? 0]);
+  drawLines($('member-chart'), memberSeries);
+  const legend = $('member-legend');
+  const text = memberSeries.map(([id]) => id).join('\n');
+  if (legend.dataset.members !== text) {
+    legend.replaceChildren(
+      el('span', 'HSM operations/s by member (probes included):'),
+      ...memberSeries.flatMap(([id, colour]) => {
+        const swatch = el('span', undefined, 'swatch');
+        swatch.style.background = colour;
+        return [swatch, el('span', id, 'member-name')];
+      }),
+    );
+    legend.dataset.members = text;
+  }
+}
+
+function recordHistory(totals, memberTotals, drill) {
   const now = Date.now();
   if (state.lastTotals !== undefined) {
     const seconds = Math.max(0.001, (now - state.lastPollAt) / 1000);
+    const perSecond = (after, before) => Math.max(0, (after - (before ?? 0)) / seconds);
+    const members = {};
+    for (const [id, counts] of Object.entries(memberTotals)) members[id] = perSecond(counts.operations, state.lastMemberTotals[id]?.operations);
     state.history.push({
-      rate: Math.max(0, (totals.requests - state.lastTotals.requests) / seconds),
-      errors: Math.max(0, (totals.errors - state.lastTotals.errors) / seconds),
+      rate: perSecond(totals.requests, state.lastTotals.requests),
+      errors: perSecond(totals.errors, state.lastTotals.errors),
+      members,
       drill: drill !== null && drill.status === 'running',
     });
     if (state.history.length > HISTORY_POINTS) state.history.shift();
   }
   state.lastTotals = totals;
+  state.lastMemberTotals = memberTotals;
   state.lastPollAt = now;
-  drawChart();
+  drawCharts();
 }
 
 async function refresh() {
@@ -280,7 +314,7 @@ async function refresh() {
   renderMembers(overview.members);
   renderApis(overview.apis);
   renderDrill(overview.drill);
-  recordHistory(overview.totals, overview.drill);
+  recordHistory(overview.totals, overview.memberOperations, overview.drill);
   if (state.ticks % 2 === 0) {
     const [keys, audit] = await Promise.allSettled([api('GET', '/admin/v1/keys'), api('GET', '/admin/v1/audit/recent?limit=30')]);
     if (keys.status === 'fulfilled') renderKeys(keys.value.keys);
