@@ -71,6 +71,8 @@ export interface RunningProxy {
   readonly cluster: HsmCluster;
   /** Fleet state (lifecycle, kill switches, approvals). */
   readonly state: StateService;
+  /** Background lifecycle work (scheduled rotation, pending crypto-erase); its ticks take a clock for tests. */
+  readonly maintenance: LifecycleMaintenance;
   readonly metrics: ProxyMetrics;
   readonly logger: Logger;
   ready(): boolean;
@@ -237,6 +239,7 @@ export async function startProxy(given: LoadedConfig, options: ProxyOptions = {}
     rotation: config.state.rotationScheduler ? { state, store: stateStore, keys: keyService } : undefined,
     intervalMs: config.state.syncIntervalMs,
     logger: logger.child({ component: 'lifecycle' }),
+    audit,
   });
   maintenance.start();
   const health = new HealthMonitor(
@@ -489,6 +492,7 @@ export async function startProxy(given: LoadedConfig, options: ProxyOptions = {}
     adminUrl: admin?.url,
     cluster,
     state,
+    maintenance,
     metrics,
     logger,
     ready: () => cluster.canServe(),

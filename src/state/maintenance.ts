@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { AuditLog } from '../audit/audit-log.js';
 import { objectLabel, type KeyCatalog } from '../keys/catalog.js';
 import type { StateDocument } from './document.js';
 import type { HsmStateStore } from './hsm-store.js';
@@ -19,6 +20,7 @@ export class LifecycleMaintenance {
   private readonly catalog: () => KeyCatalog;
   private readonly rotation: RotationContext | undefined;
   private readonly logger: Logger;
+  private readonly audit: AuditLog | undefined;
   private readonly intervalMs: number;
   private timers: NodeJS.Timeout[] = [];
   private erasing = false;
@@ -30,6 +32,8 @@ export class LifecycleMaintenance {
     rotation: RotationContext | undefined;
     intervalMs: number;
     logger: Logger;
+    /** Scheduled rotations and finished crypto-erases are the proxy's own acts: audited as actor "proxy". */
+    audit?: AuditLog;
   }) {
     this.state = options.state;
     this.store = options.store;
@@ -37,6 +41,15 @@ export class LifecycleMaintenance {
     this.rotation = options.rotation;
     this.intervalMs = options.intervalMs;
     this.logger = options.logger;
+    this.audit = options.audit;
+  }
+
+  private record(action: string, target: string, outcome: 'success' | 'failure', reason: string): void {
+    try {
+      this.audit?.write({ event: 'admin.action', actor: 'proxy', via: 'none', roles: [], action, target, outcome, reason: reason.slice(0, 500), sourceIp: undefined });
+    } catch (error) {
+      this.logger.error({ err: (error as Error).message, action, target }, 'maintenance action not audited');
+    }
   }
 
   start(): void {
@@ -81,6 +94,7 @@ export class LifecycleMaintenance {
           else current.erasePending = left;
         });
         this.logger.warn({ key: ref, members: erased }, 'key material crypto-erased');
+        this.record('key.crypto-erase', `keystore/${keyStore}/key/${keyId}`, 'success', `erased on ${erased.join(', ')} after they came back`);
       }
     } catch (error) {
       this.logger.error({ err: (error as Error).message }, 'crypto-erase round failed; will retry');
@@ -112,8 +126,10 @@ export class LifecycleMaintenance {
         try {
           const version = await rotateKey(rotation, store.name, key, 'rotation-scheduler');
           this.logger.info({ keyStore: store.name, key: key.id, version }, 'scheduled rotation');
+          this.record('key.rotate.scheduled', `keystore/${store.name}/key/${key.id}`, 'success', `version ${version} is current (rotation period ${key.rotationPeriodDays} days)`);
         } catch (error) {
           this.logger.error({ keyStore: store.name, key: key.id, err: (error as Error).message }, 'scheduled rotation failed');
+          this.record('key.rotate.scheduled', `keystore/${store.name}/key/${key.id}`, 'failure', (error as Error).message);
         }
       }
     }

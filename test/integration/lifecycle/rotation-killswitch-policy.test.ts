@@ -219,3 +219,39 @@ statements:
     assert.equal(refused.status, 409);
   });
 });
+
+describe('scheduled rotation (state.rotationScheduler)', () => {
+  const suite = useAdminFixture({
+    name: 'rotation-scheduled',
+    configure: (config) => {
+      config.state = { ...config.state, rotationScheduler: true };
+      const foo = config.keyStores[0]?.keys.find((key) => key.id === 'foo');
+      if (foo !== undefined) foo.rotationPeriodDays = 30;
+    },
+  });
+
+  it('rotates a key once its cryptoperiod has passed, audited as the proxy\'s act; keys without a period are left alone', async () => {
+    const proxy = suite.fixture.proxy!;
+    // The first tick (at start) begins the cryptoperiod of a key without a lifecycle record.
+    await proxy.maintenance.rotationTick();
+    assert.equal(proxy.state.current.keys['dev/foo']?.currentVersion, 1);
+    const plaintext = randomBytes(32);
+    const before = sealedFrom(await suite.fixture.client.encrypt('foo', { plaintext }));
+
+    await proxy.maintenance.rotationTick(Date.now() + 29 * 86_400_000);
+    assert.equal(proxy.state.current.keys['dev/foo']?.currentVersion, 1, 'not yet: 29 of 30 days');
+
+    await proxy.maintenance.rotationTick(Date.now() + 31 * 86_400_000);
+    assert.equal(proxy.state.current.keys['dev/foo']?.currentVersion, 2);
+    assert.equal(proxy.state.current.keys['dev/encrypt_only_key'], undefined, 'no rotation period, no record');
+    const after = sealedFrom(await suite.fixture.client.encrypt('foo', { plaintext }));
+    assert.deepEqual(Buffer.from(after.metadata ?? '', 'base64'), Buffer.from([1, 0, 2]));
+    assert.equal((await suite.fixture.client.decrypt('foo', before)).body['plaintext'], plaintext.toString('base64'), 'version 1 still decrypts');
+
+    const record = readAuditRecords(suite.fixture.auditFile).find((entry) => entry['action'] === 'key.rotate.scheduled');
+    assert.equal(record?.['actor'], 'proxy');
+    assert.equal(record?.['target'], 'keystore/dev/key/foo');
+    assert.equal(record?.['outcome'], 'success');
+    assert.equal(record?.['reason'], 'version 2 is current (rotation period 30 days)');
+  });
+});
