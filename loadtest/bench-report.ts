@@ -22,8 +22,8 @@ export interface ScenarioResult {
   readonly timeouts: number;
   /** The proxy's event-loop delay p99 over the scenario, sampling interval removed (docs/metrics.md). */
   readonly eventLoopP99Ms: number | undefined;
-  /** CPU time of the proxy process(es) per answered request, agents excluded; undefined for the baselines. */
-  readonly proxyCpuUsPerRequest?: number | undefined;
+  /** CPU time of the server under test per answered request: the proxy's process(es) without the HSM agents, or the bare server. */
+  readonly serverCpuUsPerRequest?: number | undefined;
 }
 
 export interface RampResult {
@@ -115,7 +115,7 @@ export function summaryLine(results: readonly ScenarioResult[], baselines: Basel
   const parts = [
     encrypt === undefined
       ? undefined
-      : `encrypt ${encrypt.tps} req/s${ratios.encryptVsBare === null ? '' : ` = ${ratios.encryptVsBare}x bare (${baselines.bareSaturation?.tps})`} [${mark(targets[0]?.met ?? null)}]${encrypt.proxyCpuUsPerRequest === undefined ? '' : `, proxy CPU ${encrypt.proxyCpuUsPerRequest} µs/req`}`,
+      : `encrypt ${encrypt.tps} req/s${ratios.encryptVsBare === null ? '' : ` = ${ratios.encryptVsBare}x bare (${baselines.bareSaturation?.tps})`} [${mark(targets[0]?.met ?? null)}]${encrypt.serverCpuUsPerRequest === undefined ? '' : `, CPU ${encrypt.serverCpuUsPerRequest} µs/req${baselines.bareSaturation?.serverCpuUsPerRequest === undefined ? '' : ` vs bare ${baselines.bareSaturation.serverCpuUsPerRequest}`}`}`,
     fixed === undefined ? undefined : `${fixed.offeredRate}/s p99 ${fixed.p99Ms} ms${ratios.fixedP99VsBare === null ? '' : ` vs bare ${baselines.bareFixedRate?.p99Ms} ms (${ratios.fixedP99VsBare}x)`} max ${fixed.maxMs} ms [${mark(targets[1]?.met ?? null)}/${mark(targets[2]?.met ?? null)}/${mark(targets[3]?.met ?? null)}]`,
     encrypt?.eventLoopP99Ms === undefined ? undefined : `event-loop p99 ${round2(encrypt.eventLoopP99Ms)} ms [${mark(targets[4]?.met ?? null)}]`,
     hsm > 0 ? `HSM ceiling ${hsm} ops/s` : undefined,
@@ -165,7 +165,7 @@ export function renderHtml(report: {
   const rows = [...report.results, ...(report.baselines.bareSaturation === undefined ? [] : [{ ...report.baselines.bareSaturation, scenario: 'bare HTTPS' }]), ...(report.baselines.bareFixedRate === undefined ? [] : [{ ...report.baselines.bareFixedRate, scenario: 'bare HTTPS' }])]
     .map(
       (result) =>
-        `<tr><td>${escapeHtml(result.scenario)}</td><td>${result.offeredRate === undefined ? 'saturation' : `${result.offeredRate}/s`}</td><td>${result.tps}</td><td>${result.p50Ms}</td><td>${result.p99Ms}</td><td>${result.maxMs}</td><td>${result.errors + result.non2xx + result.timeouts}</td><td>${result.eventLoopP99Ms === undefined ? '' : round2(result.eventLoopP99Ms)}</td><td>${result.proxyCpuUsPerRequest ?? ''}</td></tr>`,
+        `<tr><td>${escapeHtml(result.scenario)}</td><td>${result.offeredRate === undefined ? 'saturation' : `${result.offeredRate}/s`}</td><td>${result.tps}</td><td>${result.p50Ms}</td><td>${result.p99Ms}</td><td>${result.maxMs}</td><td>${result.errors + result.non2xx + result.timeouts}</td><td>${result.eventLoopP99Ms === undefined ? '' : round2(result.eventLoopP99Ms)}</td><td>${result.serverCpuUsPerRequest ?? ''}</td></tr>`,
     )
     .join('\n');
   const targets = report.targets
@@ -185,7 +185,7 @@ export function renderHtml(report: {
 <h2>Throughput (blue: through the proxy; grey: this machine's ceilings, same run)</h2>
 ${svg}
 <h2>Latency (ms, measured by the generator)</h2>
-<table><tr><th>scenario</th><th>load</th><th>req/s</th><th>p50</th><th>p99</th><th>max</th><th>failed</th><th>event-loop p99</th><th>proxy CPU µs/request</th></tr>
+<table><tr><th>scenario</th><th>load</th><th>req/s</th><th>p50</th><th>p99</th><th>max</th><th>failed</th><th>event-loop p99</th><th>server CPU µs/request</th></tr>
 ${rows}</table>
 <h2>Targets</h2>
 <table><tr><th>target</th><th>goal</th><th>measured</th><th></th></tr>

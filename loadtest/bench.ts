@@ -13,6 +13,7 @@
  *   npm run bench -- --workers 2                         the proxy as `serve --workers 2`
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { setPriority } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -26,7 +27,7 @@ import { fromRoot } from '../src/lib/paths.js';
 import { BUDGET_MS, computeRatios, evaluateTargets, renderHtml, summaryLine, type Baselines, type RampResult, type ScenarioResult } from './bench-report.js';
 import { startLocalRedis, type LocalRedis } from './local-redis.js';
 import { percentile, runOpenLoop } from './open-loop.js';
-import { readProxy, startServeProcess, type ProxyReading } from './serve-process.js';
+import { processCpuSeconds, readProxy, startServeProcess, type ProxyReading } from './serve-process.js';
 import { decryptPayload, encryptPayload, metadata, sealCiphertexts, signMany, signRequest, type PreparedRequest, type Target } from './xks-requests.js';
 
 const SIGNED_BATCH = 500;
@@ -54,21 +55,25 @@ async function scenario(
   metricsUrl: string | undefined,
   requests: PreparedRequest[],
   settings: { connections: number; durationS: number; rate: number | undefined; warmupS: number },
+  /** CPU seconds of a server without a metrics endpoint (the bare baseline), read from /proc. */
+  serverCpuSeconds?: () => number | undefined,
 ): Promise<ScenarioResult> {
   const { connections, durationS, rate, warmupS } = settings;
+  const cpuNow = async (): Promise<ProxyReading> =>
+    serverCpuSeconds === undefined ? readProxy(metricsUrl) : { eventLoopP99Ms: undefined, cpuSeconds: serverCpuSeconds() };
   // Warm-up: opens the keep-alive connections and lets the JIT settle; not measured.
   if (warmupS > 0) {
     if (rate !== undefined) await runOpenLoop({ host: target.host, port: target.port, rate, durationS: warmupS, connections, requests });
     else await saturate(target, requests, connections, warmupS);
   }
-  const before = await readProxy(metricsUrl);
-  // The proxy's own CPU per answered request: steadier than throughput when the generator and the agents share the cores.
+  const before = await cpuNow();
+  // The server's own CPU per answered request: steadier than throughput when the generator and the agents share the cores.
   const cpuPerRequest = (after: ProxyReading, answered: number): number | undefined =>
     after.cpuSeconds === undefined || before.cpuSeconds === undefined || answered === 0 ? undefined : Math.round(((after.cpuSeconds - before.cpuSeconds) * 1e6) / answered);
   if (rate !== undefined) {
     const result = await runOpenLoop({ host: target.host, port: target.port, rate, durationS, connections, requests });
     const round = (value: number): number => Math.round(value * 100) / 100;
-    const after = await readProxy(metricsUrl);
+    const after = await cpuNow();
     return {
       scenario: name,
       offeredRate: rate,
@@ -84,11 +89,11 @@ async function scenario(
       non2xx: 0,
       timeouts: 0,
       eventLoopP99Ms: after.eventLoopP99Ms,
-      proxyCpuUsPerRequest: cpuPerRequest(after, result.ok),
+      serverCpuUsPerRequest: cpuPerRequest(after, result.ok),
     };
   }
   const result = await saturate(target, requests, connections, durationS);
-  const after = await readProxy(metricsUrl);
+  const after = await cpuNow();
   return {
     scenario: name,
     offeredRate: undefined,
@@ -104,7 +109,7 @@ async function scenario(
     non2xx: result.non2xx,
     timeouts: result.timeouts,
     eventLoopP99Ms: after.eventLoopP99Ms,
-    proxyCpuUsPerRequest: cpuPerRequest(after, result.requests.total - result.non2xx - result.errors),
+    serverCpuUsPerRequest: cpuPerRequest(after, result.requests.total - result.non2xx - result.errors),
   };
 }
 
@@ -126,6 +131,7 @@ interface BenchOptions {
   policy?: string;
   redis: boolean;
   json?: string;
+  generatorNice: number;
 }
 
 /** The bare HTTPS + node:crypto server (the platform ceiling), with the dev server certificate. */
@@ -181,7 +187,7 @@ async function ramp(target: Target, requests: PreparedRequest[], options: BenchO
 
 function printResult(result: ScenarioResult): void {
   process.stdout.write(
-    `${result.scenario}${result.offeredRate === undefined ? ' (saturation)' : ` (offered ${result.offeredRate}/s)`}: ${result.tps} req/s, p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms, max ${result.maxMs} ms, errors ${result.errors + result.non2xx + result.timeouts}, event-loop p99 ${result.eventLoopP99Ms?.toFixed(1) ?? 'n/a'} ms, proxy CPU ${result.proxyCpuUsPerRequest ?? 'n/a'} µs/request\n`,
+    `${result.scenario}${result.offeredRate === undefined ? ' (saturation)' : ` (offered ${result.offeredRate}/s)`}: ${result.tps} req/s, p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms, max ${result.maxMs} ms, errors ${result.errors + result.non2xx + result.timeouts}, event-loop p99 ${result.eventLoopP99Ms?.toFixed(1) ?? 'n/a'} ms, server CPU ${result.serverCpuUsPerRequest ?? 'n/a'} µs/request\n`,
   );
 }
 
@@ -201,6 +207,7 @@ async function main(): Promise<void> {
     .option('--policy <file>', 'run with this policy file (e.g. loadtest/policy.bench.yaml); without it no policy is configured')
     .option('--redis', 'also share decisions through a local redis-server (needs --policy)', false)
     .option('--json <file>', 'where to write the results (default loadtest/results/<timestamp>.json; the .html goes beside it)')
+    .option('--generator-nice <n>', 'run the load generator at this nice value (servers stay at 0), as if it were on another host', Number, 0)
     .parse()
     .opts<BenchOptions>();
   if (options.redis && options.policy === undefined) throw new Error('--redis needs --policy: without a policy there are no decisions to share');
@@ -225,6 +232,8 @@ async function main(): Promise<void> {
     nodeArgs: (process.env['BENCH_PROXY_NODE_ARGS'] ?? '').split(' ').filter((arg) => arg !== ''),
     env: { HYOK_BENCH_DECISION_KEY: randomBytes(32).toString('hex') },
   });
+  // Spawned children inherit the nice value: lower the generator's priority only after the servers exist.
+  if (options.generatorNice !== 0) setPriority(options.generatorNice);
   const target: Target = {
     host: '127.0.0.1',
     port: proxy.port,
@@ -276,10 +285,12 @@ async function main(): Promise<void> {
     try {
       const bareTarget = { host: '127.0.0.1', port: bare.port };
       const requests = await encryptRequests();
-      baselines.bareSaturation = { ...(await scenario('bare-https', bareTarget, undefined, requests, settings(options.rate))) };
+      if (options.generatorNice !== 0) setPriority(bare.child.pid as number, 0);
+      const bareCpu = (): number | undefined => processCpuSeconds(bare.child.pid as number);
+      baselines.bareSaturation = { ...(await scenario('bare-https', bareTarget, undefined, requests, settings(options.rate), bareCpu)) };
       printResult(baselines.bareSaturation);
       if (scenarios.includes('fixed')) {
-        baselines.bareFixedRate = await scenario('bare-https', bareTarget, undefined, requests, settings(options.fixedRate));
+        baselines.bareFixedRate = await scenario('bare-https', bareTarget, undefined, requests, settings(options.fixedRate), bareCpu);
         printResult(baselines.bareFixedRate);
       }
     } finally {

@@ -1,4 +1,5 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { fromRoot } from '../src/lib/paths.js';
 
 /** A `hyok-proxy serve` child process for the bench and the soak, on ports the OS picks. */
@@ -54,4 +55,20 @@ export async function readProxy(metricsUrl: string | undefined): Promise<ProxyRe
 /** The proxy's event-loop delay p99 since the previous scrape, in ms. */
 export async function eventLoopP99Ms(metricsUrl: string | undefined): Promise<number | undefined> {
   return (await readProxy(metricsUrl)).eventLoopP99Ms;
+}
+
+let clockTicks: number | undefined;
+
+/** CPU seconds (user + system) a process has used, from /proc/<pid>/stat; undefined when it cannot be read. */
+export function processCpuSeconds(pid: number): number | undefined {
+  try {
+    clockTicks ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // After "pid (comm) ", utime and stime are the 12th and 13th fields (14 and 15 of stat(5)).
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ticks = Number(fields[11]) + Number(fields[12]);
+    return Number.isFinite(ticks) ? ticks / clockTicks : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -57,9 +57,14 @@ describe('bench harness smoke test', () => {
       assert.ok((entry['requests'] as number) > 0);
     }
     for (const entry of report.results) {
-      // The proxy's CPU per request, read from its process_cpu_seconds_total: positive and under a second.
-      const cpu = entry['proxyCpuUsPerRequest'] as number;
-      assert.ok(Number.isFinite(cpu) && cpu > 0 && cpu < 1_000_000, `${String(entry['scenario'])}.proxyCpuUsPerRequest ${cpu}`);
+      // The proxy's CPU per request, from its process_cpu_seconds_total (microsecond precision): positive and under a second.
+      const cpu = entry['serverCpuUsPerRequest'] as number;
+      assert.ok(Number.isFinite(cpu) && cpu > 0 && cpu < 1_000_000, `${String(entry['scenario'])}.serverCpuUsPerRequest ${cpu}`);
+    }
+    for (const entry of [report.baselines.bareSaturation, report.baselines.bareFixedRate]) {
+      // The bare server's, from /proc in 10 ms clock ticks: a one-second run may round to 0.
+      const cpu = entry['serverCpuUsPerRequest'] as number;
+      assert.ok(Number.isFinite(cpu) && cpu >= 0 && cpu < 1_000_000, `bare ${String(entry['offeredRate'] ?? 'saturation')}.serverCpuUsPerRequest ${cpu}`);
     }
     assert.equal(report.results[2]?.['offeredRate'], 200);
     assert.equal(report.baselines.bareFixedRate['offeredRate'], 200, 'the bare baseline runs at the same fixed rate');
