@@ -132,6 +132,7 @@ interface BenchOptions {
   redis: boolean;
   json?: string;
   generatorNice: number;
+  members: number;
 }
 
 /** The bare HTTPS + node:crypto server (the platform ceiling), with the dev server certificate. */
@@ -207,6 +208,7 @@ async function main(): Promise<void> {
     .option('--policy <file>', 'run with this policy file (e.g. loadtest/policy.bench.yaml); without it no policy is configured')
     .option('--redis', 'also share decisions through a local redis-server (needs --policy)', false)
     .option('--json <file>', 'where to write the results (default loadtest/results/<timestamp>.json; the .html goes beside it)')
+    .option('--members <n>', 'use only the first N of the three dev HSM members (fewer agent processes on the shared cores)', Number, 3)
     .option('--generator-nice <n>', 'run the load generator at this nice value (servers stay at 0), as if it were on another host', Number, 0)
     .parse()
     .opts<BenchOptions>();
@@ -220,6 +222,8 @@ async function main(): Promise<void> {
   config.audit = { destination: { file: join(work, 'audit.log') } };
   config.logging = { level: 'info', destination: 'stderr' };
   config.admin = { enabled: false };
+  if (!(options.members >= 1 && options.members <= config.hsm.members.length)) throw new Error(`--members must be 1 to ${config.hsm.members.length}`);
+  config.hsm.members = config.hsm.members.slice(0, options.members);
   if (options.policy !== undefined) config.policy = { file: resolvePath(options.policy) };
   const redis: LocalRedis | undefined = options.redis ? await startLocalRedis() : undefined;
   if (redis !== undefined) config.redis = { url: redis.url, decisionSigningKey: { env: 'HYOK_BENCH_DECISION_KEY' } };
