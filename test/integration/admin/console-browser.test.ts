@@ -101,6 +101,34 @@ describe('SRE console in headless Chromium: log in, see three members, fence one
     assert.deepEqual(pageErrors, []);
   });
 
+  it('an approver sees a pending kill-switch restore and approves it through the dialog, with the digest it shows', async () => {
+    const operator = await issuer.sign({ roles: ['operator'] }, { subject: 'sre-erin' });
+    assert.equal((await adminCall(url, fixture.ca, 'POST', '/admin/v1/killswitch', { token: operator, body: { keyStore: 'dev', keyId: 'canary', reason: 'browser test' } })).status, 200);
+    const asked = await adminCall(url, fixture.ca, 'POST', '/admin/v1/killswitch/restore', { token: operator, body: { keyStore: 'dev', keyId: 'canary' } });
+    assert.equal(asked.status, 202, JSON.stringify(asked.body));
+    const approval = asked.body['approval'] as { id: string; digest: string };
+
+    await page.context().clearCookies();
+    await page.goto(`${url}/console`);
+    await page.fill('#token', await issuer.sign({ roles: ['approver'] }, { subject: 'approver-fay' }));
+    await Promise.all([page.waitForURL(`${url}/console`), page.click('#login')]);
+    const row = page.locator(`tr[data-approval="${approval.id}"]`);
+    await row.waitFor({ timeout: 5000 });
+    assert.equal(await row.locator('td.digest').textContent(), approval.digest.slice(0, 16));
+    assert.equal(await row.locator('td').nth(3).textContent(), '0 of 2');
+    // An approver may not act on members.
+    assert.equal(await page.locator('tr[data-member="softhsm-1"] button[data-action="fence"]').isDisabled(), true);
+    await row.locator('button[data-action="approve"]').click();
+    await page.click('#confirm-ok');
+    await row.locator('td', { hasText: '1 of 2' }).waitFor({ timeout: 5000 });
+
+    const auditor = await issuer.sign({ roles: ['auditor'] });
+    const listed = await adminCall(url, fixture.ca, 'GET', '/admin/v1/approvals', { token: auditor });
+    const stored = (listed.body['approvals'] as Array<{ id: string; approvals: Array<{ by: string }> }>).find((entry) => entry.id === approval.id);
+    assert.deepEqual(stored?.approvals.map((entry) => entry.by), ['jwt:approver-fay']);
+    assert.deepEqual(pageErrors, []);
+  });
+
   it('logging out ends the session: the console sends the browser back to the login page', async () => {
     await Promise.all([page.waitForURL(`${url}/console/login`), page.click('#logout')]);
     await page.goto(`${url}/console`);

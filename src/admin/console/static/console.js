@@ -218,6 +218,43 @@ function renderKeys(keys) {
   );
 }
 
+function renderApprovals(view) {
+  const canDecide = state.roles.has('approver');
+  const pending = view.approvals.filter((approval) => approval.status === 'pending');
+  $('approvals').tBodies[0].replaceChildren(
+    ...(pending.length === 0
+      ? [emptyRow('No pending requests.', 7)]
+      : pending.map((approval) => {
+          const row = el('tr');
+          row.dataset.approval = approval.id;
+          row.append(
+            el('td', approval.action),
+            el('td', approval.target),
+            el('td', approval.requestedBy),
+            el('td', `${approval.approvals.length} of ${view.requiredApprovals}`, 'num'),
+            el('td', new Date(approval.expiresAt).toLocaleString()),
+            // The requester can read the digest out of band; the approver checks it before approving.
+            el('td', approval.digest.slice(0, 16), 'digest'),
+          );
+          const actions = el('td');
+          for (const [name, label, style] of [['approve', 'Approve', 'secondary'], ['reject', 'Reject', 'danger']]) {
+            const button = el('button', label, style);
+            button.type = 'button';
+            button.dataset.action = name;
+            button.disabled = !canDecide;
+            button.addEventListener('click', () =>
+              act(`${label} ${approval.action} on ${approval.target}, requested by ${approval.requestedBy} (digest ${approval.digest.slice(0, 16)}…)?`, 'POST', `/admin/v1/approvals/${encodeURIComponent(approval.id)}/${name}`, () =>
+                name === 'approve' ? { digest: approval.digest } : undefined,
+              ),
+            );
+            actions.append(button);
+          }
+          row.append(actions);
+          return row;
+        })),
+  );
+}
+
 function renderAudit(records) {
   $('audit').tBodies[0].replaceChildren(
     ...records.map((record) => {
@@ -316,9 +353,19 @@ async function refresh() {
   renderDrill(overview.drill);
   recordHistory(overview.totals, overview.memberOperations, overview.drill);
   if (state.ticks % 2 === 0) {
-    const [keys, audit] = await Promise.allSettled([api('GET', '/admin/v1/keys'), api('GET', '/admin/v1/audit/recent?limit=30')]);
+    // Audit records name principals and key ids: only operators and auditors may read them.
+    const mayReadAudit = state.roles.has(OPERATOR) || state.roles.has('auditor');
+    const [keys, approvals, audit] = await Promise.allSettled([
+      api('GET', '/admin/v1/keys'),
+      api('GET', '/admin/v1/approvals'),
+      mayReadAudit ? api('GET', '/admin/v1/audit/recent?limit=30') : Promise.resolve(undefined),
+    ]);
     if (keys.status === 'fulfilled') renderKeys(keys.value.keys);
-    if (audit.status === 'fulfilled') renderAudit(audit.value.records);
+    if (approvals.status === 'fulfilled') renderApprovals(approvals.value);
+    if (audit.status === 'fulfilled') {
+      if (audit.value === undefined) $('audit').tBodies[0].replaceChildren(emptyRow('Audit records need the operator or auditor role.', 6));
+      else renderAudit(audit.value.records);
+    }
   }
   state.ticks++;
   const badge = $('freshness');
