@@ -244,7 +244,12 @@ export async function startProxy(given: LoadedConfig, options: ProxyOptions = {}
   maintenance.start();
   const health = new HealthMonitor(
     cluster,
-    { intervalMs: config.hsm.healthCheck.intervalMs, maxAgeMs: config.hsm.healthCheck.maxAgeMs, probeTimeoutMs: Math.max(config.hsm.callTimeoutMs * 2, 200) },
+    {
+      intervalMs: config.hsm.healthCheck.intervalMs,
+      maxAgeMs: config.hsm.healthCheck.maxAgeMs,
+      probeTimeoutMs: Math.max(config.hsm.callTimeoutMs * 4, 400),
+      requestProbeTimeoutMs: Math.max(config.hsm.callTimeoutMs * 2, 200),
+    },
     logger.child({ component: 'health' }),
   );
   health.start();

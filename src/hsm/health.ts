@@ -6,8 +6,13 @@ export interface HealthMonitorSettings {
   readonly intervalMs: number;
   /** Results older than this are never reported (the spec allows at most one minute). */
   readonly maxAgeMs: number;
-  /** Deadline of one member's deep check. */
+  /**
+   * Deadline of one member's deep check in the background. Two calls in a row, each of which may wait
+   * behind a data call on the member's agent: a member that is only slow must not time it out.
+   */
   readonly probeTimeoutMs: number;
+  /** Deadline of a deep check made while a GetHealthStatus caller waits (results all stale): within AWS's 250 ms. */
+  readonly requestProbeTimeoutMs: number;
 }
 
 /** A failed member is re-probed this often, so recovery is seen quickly. */
@@ -49,7 +54,7 @@ export class HealthMonitor {
       const probe = member.snapshot().lastProbe;
       return probe === undefined || now - probe.at > this.settings.maxAgeMs;
     });
-    if (stale.length > 0) await Promise.all(stale.map((member) => member.probe(this.settings.probeTimeoutMs)));
+    if (stale.length > 0) await Promise.all(stale.map((member) => member.probe(this.settings.requestProbeTimeoutMs)));
     return this.cluster.snapshot();
   }
 
