@@ -69,6 +69,9 @@ export async function createFixture(options: FixtureOptions): Promise<ProxyFixtu
     registerSecret('private-key', line);
   }
 
+  // The dev identity provider's private key (the console's dev login) must never be logged either.
+  registerSecret('private-key', (JSON.parse(readFileSync(dev.adminSigningKeyFile, 'utf8')) as { d: string }).d);
+
   const canaryMaterial = randomBytes(32);
   registerSecret('key-material', canaryMaterial);
   for (const tokenLabel of ['hyok-dev-1', 'hyok-dev-2', 'hyok-dev-3']) {
