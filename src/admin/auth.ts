@@ -1,4 +1,4 @@
-import type { Request } from 'express';
+import type { Request, Response } from 'express';
 import { errors as joseErrors, jwtVerify } from 'jose';
 import type { TLSSocket } from 'node:tls';
 import { ADMIN_ROLES, type AdminRole, type Config } from '../config/schema.js';
@@ -120,3 +120,20 @@ export function requireRole(identity: AdminIdentity, allowed: readonly AdminRole
     throw new AdminAuthError(403, `needs one of the roles: ${allowed.join(', ')}`);
   }
 }
+
+/** Every role that may read the admin API and open the console; `metrics` may only scrape. */
+export const READ_ROLES: readonly AdminRole[] = ['operator', 'auditor', 'key-admin', 'approver'];
+
+/** The identity the authentication middleware put on the response. */
+export function identityOf(res: Response): AdminIdentity {
+  return res.locals['identity'] as AdminIdentity;
+}
+
+/** "via:actor", as state records and approvals name who acted. */
+export function actorOf(res: Response): string {
+  const identity = identityOf(res);
+  return `${identity.via}:${identity.actor}`;
+}
+
+/** Writes the admin.action audit record of one request (see the admin server). */
+export type AdminActionRecorder = (req: Request, res: Response, action: string, target: string | undefined, outcome: 'success' | 'denied' | 'failure', reason?: string) => void;

@@ -12,7 +12,7 @@ import { KEY_STATES, keyRef, type ApprovalAction, type ApprovalRecord, type KeyS
 import { effectiveKey, initialRecord, LifecycleError, transitionMode } from '../state/lifecycle.js';
 import { rotateKey, type RotationContext } from '../state/rotation.js';
 import type { StateService } from '../state/service.js';
-import { AdminAuthError, requireRole, type AdminIdentity } from './auth.js';
+import { actorOf, AdminAuthError, identityOf, READ_ROLES, requireRole, type AdminActionRecorder } from './auth.js';
 import { AdminRequestError } from './errors.js';
 
 /**
@@ -29,21 +29,13 @@ export interface LifecycleRoutesContext {
   readonly memberIds: readonly string[];
   readonly dualControl: { readonly requiredApprovals: number; readonly windowMinutes: number };
   /** Writes the admin.action audit record. */
-  readonly record: (req: Request, res: Response, action: string, target: string | undefined, outcome: 'success' | 'denied' | 'failure', reason?: string) => void;
+  readonly record: AdminActionRecorder;
 }
 
-const READ: readonly AdminRole[] = ['operator', 'auditor', 'key-admin', 'approver'];
+const READ = READ_ROLES;
 const KEY_ADMIN: readonly AdminRole[] = ['key-admin'];
 const KILL_SWITCH: readonly AdminRole[] = ['operator', 'key-admin'];
 const MAX_TEXT = 500;
-
-function identity(res: Response): AdminIdentity {
-  return res.locals['identity'] as AdminIdentity;
-}
-
-function actorOf(res: Response): string {
-  return `${identity(res).via}:${identity(res).actor}`;
-}
 
 function bodyOf(req: Request): Record<string, unknown> {
   const body: unknown = req.body;
@@ -120,7 +112,7 @@ export function lifecycleRoutes(context: LifecycleRoutesContext): Router {
     (req: Request, res: Response, next: (error: unknown) => void): void => {
       const target = [req.params['store'], req.params['id'] ?? req.params['approval']].filter((part) => part !== undefined).join('/') || undefined;
       (async () => {
-        requireRole(identity(res), roles);
+        requireRole(identityOf(res), roles);
         const result = await run(req, res);
         context.record(req, res, action, result.target ?? target, 'success', result.reason);
         res.status(result.status).json(result.body);
@@ -142,7 +134,7 @@ export function lifecycleRoutes(context: LifecycleRoutesContext): Router {
         target,
         params,
         requestedBy: actorOf(res),
-        roles: identity(res).roles,
+        roles: identityOf(res).roles,
         windowMinutes: context.dualControl.windowMinutes,
         now: Date.now(),
       });
@@ -151,13 +143,13 @@ export function lifecycleRoutes(context: LifecycleRoutesContext): Router {
   };
 
   router.get('/admin/v1/keys', (_req, res) => {
-    requireRole(identity(res), READ);
+    requireRole(identityOf(res), READ);
     const document = state.current;
     res.json({ keys: context.catalog().stores().flatMap((store) => [...store.keys.values()].map((key) => keyView(document, store.name, key))) });
   });
 
   router.get('/admin/v1/keys/:store/:id', (req, res) => {
-    requireRole(identity(res), READ);
+    requireRole(identityOf(res), READ);
     const key = findKey(context.catalog(), req.params['store'] as string, req.params['id'] as string);
     res.json(keyView(state.current, req.params['store'] as string, key));
   });
@@ -315,7 +307,7 @@ export function lifecycleRoutes(context: LifecycleRoutesContext): Router {
   );
 
   router.get('/admin/v1/approvals', (_req, res) => {
-    requireRole(identity(res), READ);
+    requireRole(identityOf(res), READ);
     res.json({ approvals: state.current.approvals.map(approvalView), requiredApprovals: context.dualControl.requiredApprovals });
   });
 
@@ -331,7 +323,7 @@ export function lifecycleRoutes(context: LifecycleRoutesContext): Router {
         const result = approve(draft, {
           id: req.params['approval'] as string,
           by: actorOf(res),
-          roles: identity(res).roles,
+          roles: identityOf(res).roles,
           digest,
           requiredApprovals: context.dualControl.requiredApprovals,
           now,
@@ -352,14 +344,14 @@ export function lifecycleRoutes(context: LifecycleRoutesContext): Router {
     handle('approval.reject', ['approver'], async (req, res) => {
       let rejected: ApprovalRecord | undefined;
       await state.mutate(actorOf(res), (draft) => {
-        rejected = reject(draft, req.params['approval'] as string, actorOf(res), identity(res).roles, Date.now());
+        rejected = reject(draft, req.params['approval'] as string, actorOf(res), identityOf(res).roles, Date.now());
       });
       return { status: 200, body: approvalView(rejected as ApprovalRecord), target: rejected?.target };
     }),
   );
 
   router.get('/admin/v1/policy', (_req, res) => {
-    requireRole(identity(res), READ);
+    requireRole(identityOf(res), READ);
     const engine = context.policy.currentEngine();
     res.json({ source: context.policy.source, version: engine?.version ?? null, text: engine?.text ?? null, reads: engine?.attributesRead ?? [] });
   });

@@ -1,9 +1,9 @@
-import express, { type Request, type Response, type Router } from 'express';
+import express, { type Router } from 'express';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { AdminRole } from '../config/schema.js';
 import type { HsmCluster } from '../hsm/cluster.js';
 import type { ProxyMetrics } from '../observability/metrics.js';
-import { AdminAuthError, requireRole, type AdminIdentity } from './auth.js';
+import { actorOf, AdminAuthError, identityOf, READ_ROLES, requireRole, type AdminActionRecorder } from './auth.js';
 import { DRILL_DURATION_S, DRILL_SCENARIOS, type DrillScenario, type MemberDrills } from './drills.js';
 import { AdminRequestError } from './errors.js';
 
@@ -19,10 +19,10 @@ export interface OpsRoutesContext {
   readonly metrics: ProxyMetrics;
   readonly drills: MemberDrills;
   readonly memberView: (id: string) => unknown;
-  readonly record: (req: Request, res: Response, action: string, target: string | undefined, outcome: 'success' | 'denied' | 'failure', reason?: string) => void;
+  readonly record: AdminActionRecorder;
 }
 
-const READ: readonly AdminRole[] = ['operator', 'auditor', 'key-admin', 'approver'];
+const READ = READ_ROLES;
 /** Audit records name principals and key ids: operators and auditors only. */
 const AUDIT_READ: readonly AdminRole[] = ['operator', 'auditor'];
 const OPERATE: readonly AdminRole[] = ['operator'];
@@ -31,14 +31,6 @@ const MAX_AUDIT_RECORDS = 200;
 /** The console's "now": short enough to show a drill within seconds, long enough to smooth one slow second. */
 const LIVE_WINDOW_S = 10;
 const MAX_REASON = 256;
-
-function identityOf(res: Response): AdminIdentity {
-  return res.locals['identity'] as AdminIdentity;
-}
-
-function actorOf(res: Response): string {
-  return `${identityOf(res).via}:${identityOf(res).actor}`;
-}
 
 function drillRequest(body: unknown): { scenario: DrillScenario; member?: string; durationSeconds: number; reason?: string } {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new AdminRequestError(400, 'bad_request', 'the body must be a JSON object');

@@ -9,7 +9,7 @@ import type { AdminRole, Config } from '../config/schema.js';
 import { DEFAULT_TLS_CIPHERS } from '../config/schema.js';
 import type { HsmCluster } from '../hsm/cluster.js';
 import type { MemberSnapshot } from '../hsm/member.js';
-import { AdminAuthError, AdminAuthenticator, requireRole, type AdminIdentity } from './auth.js';
+import { AdminAuthError, AdminAuthenticator, identityOf, requireRole, type AdminIdentity } from './auth.js';
 import { AdminRequestError } from './errors.js';
 import { JwksSource } from './jwks.js';
 import { lifecycleRoutes, type LifecycleRoutesContext } from './lifecycle-routes.js';
@@ -121,7 +121,6 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Run
   app.set('etag', false);
   app.use(helmet({ contentSecurityPolicy: { directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } } }));
 
-  const identityOf = (res: Response): AdminIdentity => res.locals['identity'] as AdminIdentity;
   const record = (req: Request, res: Response, action: string, target: string | undefined, outcome: 'success' | 'denied' | 'failure', reason?: string): void => {
     const identity = res.locals['identity'] as AdminIdentity | undefined;
     audit.write({

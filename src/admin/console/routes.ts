@@ -1,8 +1,16 @@
 import { readFileSync } from 'node:fs';
 import express, { type Request, type Response, type Router } from 'express';
 import { fromRoot } from '../../lib/paths.js';
-import type { AdminRole } from '../../config/schema.js';
-import { AdminAuthError, CONSOLE_COOKIE, CONSOLE_CSRF_HEADER, MAX_TOKEN_LENGTH, type AdminAuthenticator, type AdminIdentity } from '../auth.js';
+import {
+  AdminAuthError,
+  CONSOLE_COOKIE,
+  CONSOLE_CSRF_HEADER,
+  MAX_TOKEN_LENGTH,
+  READ_ROLES,
+  type AdminActionRecorder,
+  type AdminAuthenticator,
+  type AdminIdentity,
+} from '../auth.js';
 
 /**
  * The SRE console: static pages served by the admin listener. The login page
@@ -34,12 +42,12 @@ const PAGE_CSP = [
   "frame-ancestors 'none'",
 ].join('; ');
 
-/** Who may open the console; everything on it is read through the same role checks as the API. */
-const CONSOLE_ROLES: readonly AdminRole[] = ['operator', 'auditor', 'key-admin', 'approver'];
+/** Who may open the console: any role that may read the API; everything on it goes through the API's own role checks. */
+const CONSOLE_ROLES = READ_ROLES;
 
 export interface ConsoleRoutesContext {
   readonly authenticator: AdminAuthenticator;
-  readonly record: (req: Request, res: Response, action: string, target: string | undefined, outcome: 'success' | 'denied' | 'failure', reason?: string) => void;
+  readonly record: AdminActionRecorder;
 }
 
 function loadAssets(): ReadonlyMap<AssetName, Buffer> {
