@@ -51,6 +51,7 @@ interface RunningDrill {
   readonly endsAt: number;
   readonly baseline: { readonly requests: number; readonly errors: number };
   timer: NodeJS.Timeout | undefined;
+  ending?: Promise<void>;
   endedAt?: number;
   status: DrillView['status'];
   detail?: string;
@@ -125,7 +126,7 @@ export class MemberDrills {
   /** Ends the running drill now and restores its member. */
   async stop(actor: string): Promise<DrillView> {
     const drill = this.last;
-    if (drill?.status !== 'running') throw new AdminRequestError(409, 'conflict', 'no drill is running');
+    if (drill?.status !== 'running' || drill.ending !== undefined) throw new AdminRequestError(409, 'conflict', 'no drill is running');
     await this.finish(drill, 'stopped', actor);
     return this.view(drill);
   }
@@ -135,27 +136,27 @@ export class MemberDrills {
     clearTimeout(this.last?.timer);
   }
 
-  private async finish(drill: RunningDrill, status: 'completed' | 'stopped', actor: string): Promise<void> {
-    if (drill.status !== 'running') return;
+  /** The first caller ends the drill; a second (the timer racing a stop) waits for the same end. */
+  private finish(drill: RunningDrill, status: 'completed' | 'stopped', actor: string): Promise<void> {
+    drill.ending ??= this.end(drill, status, actor);
+    return drill.ending;
+  }
+
+  /** Restores the member and audits the end; the drill reads as running until both are done. */
+  private async end(drill: RunningDrill, status: 'completed' | 'stopped', actor: string): Promise<void> {
     clearTimeout(drill.timer);
-    drill.status = status;
-    drill.endedAt = Date.now();
+    const endedAt = Date.now();
     const totals = this.deps.totals();
-    drill.final = { requests: totals.requests - drill.baseline.requests, errors: totals.errors - drill.baseline.errors };
-    let outcome: 'success' | 'failure' = 'success';
+    const final = { requests: totals.requests - drill.baseline.requests, errors: totals.errors - drill.baseline.errors };
+    let detail: string | undefined;
     try {
       const snapshot = await this.deps.cluster.restore(drill.member, actor);
-      if (snapshot?.mode === 'fenced') {
-        outcome = 'failure';
-        drill.status = 'failed';
-        drill.detail = `member stays fenced: ${snapshot.fence?.reason ?? 'unknown'}`;
-      }
+      if (snapshot?.mode === 'fenced') detail = `member stays fenced: ${snapshot.fence?.reason ?? 'unknown'}`;
     } catch (error) {
-      outcome = 'failure';
-      drill.status = 'failed';
-      drill.detail = `restore failed: ${(error as Error).message}`;
+      detail = `restore failed: ${(error as Error).message}`;
     }
-    const summary = `${drill.scenario} of ${drill.member} ${drill.status}: ${drill.final.requests} requests, ${drill.final.errors} failed${drill.detail === undefined ? '' : `; ${drill.detail}`}; started by ${drill.startedBy}`;
+    const finalStatus = detail === undefined ? status : 'failed';
+    const summary = `${drill.scenario} of ${drill.member} ${finalStatus}: ${final.requests} requests, ${final.errors} failed${detail === undefined ? '' : `; ${detail}`}; started by ${drill.startedBy}`;
     try {
       // The proxy ends the drill and restores the member; an operator's early stop has its own drill.stop record.
       this.deps.audit.write({
@@ -165,14 +166,18 @@ export class MemberDrills {
         roles: [],
         action: 'drill.end',
         target: drill.member,
-        outcome,
+        outcome: detail === undefined ? 'success' : 'failure',
         reason: summary.slice(0, 500),
         sourceIp: undefined,
       });
     } catch (error) {
       this.deps.logger.error({ err: error }, 'drill end not audited');
     }
-    this.deps.logger.warn({ drill: drill.id, status: drill.status, requests: drill.final.requests, errors: drill.final.errors }, 'drill ended');
+    drill.endedAt = endedAt;
+    drill.final = final;
+    drill.detail = detail;
+    drill.status = finalStatus;
+    this.deps.logger.warn({ drill: drill.id, status: finalStatus, requests: final.requests, errors: final.errors }, 'drill ended');
   }
 
   private view(drill: RunningDrill): DrillView {
